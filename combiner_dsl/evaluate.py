@@ -1,0 +1,93 @@
+"""Interpret IR expressions over ints or tensors; failures become located `SpecEvaluationError`s."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import ast, ir
+from .errors import SpecEvaluationError, located
+from .runtime.ops import DomainError, Exact
+
+BINARY = {"+": "add", "-": "sub", "*": "mul", "//": "floordiv", "%": "mod", "**": "pow"}
+COMPARE = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+CALLS = {"min": "min", "max": "max", "abs": "abs", "isqrt": "isqrt", "ilog2": "ilog2", "clog2": "clog2", "cdiv": "cdiv"}
+
+
+class _Failure(Exception):
+    def __init__(self, node: ast.Expr, reason: str) -> None:
+        self.node = node
+        self.reason = reason
+
+
+def _eval(e: ast.Expr, env: Mapping[str, Any], dom: Any) -> Any:  # noqa: C901 - one case per node kind
+    if isinstance(e, ast.IntLit | ast.BoolLit):
+        return e.value
+    if isinstance(e, ast.Name):
+        return env[e.id]
+    try:
+        if isinstance(e, ast.Neg):
+            return dom.neg(_eval(e.operand, env, dom))
+        if isinstance(e, ast.Not):
+            return dom.not_(_eval(e.operand, env, dom))
+        if isinstance(e, ast.Binary):
+            return getattr(dom, BINARY[e.op])(_eval(e.left, env, dom), _eval(e.right, env, dom))
+        if isinstance(e, ast.Compare):
+            values = [_eval(x, env, dom) for x in e.operands]
+            parts = [getattr(dom, COMPARE[op])(values[k], values[k + 1]) for k, op in enumerate(e.ops)]
+            return parts[0] if len(parts) == 1 else dom.and_(*parts)
+        if isinstance(e, ast.BoolOp):
+            values = [_eval(x, env, dom) for x in e.operands]
+            return dom.and_(*values) if e.op == "and" else dom.or_(*values)
+        if isinstance(e, ast.Call):
+            return getattr(dom, CALLS[e.func])(*[_eval(x, env, dom) for x in e.args])
+    except DomainError as err:
+        raise _Failure(e, str(err)) from None
+    raise AssertionError(f"unknown node {e!r}")
+
+
+def evaluate(pattern: ir.Pattern, e: ast.Expr, env: Mapping[str, Any], L: int, dom: Any = Exact) -> Any:
+    """Value of `e` in `env`; an undefined operation raises `SpecEvaluationError` naming L and the place."""
+    try:
+        return _eval(e, env, dom)
+    except _Failure as f:
+        raise located(SpecEvaluationError, pattern.source, f.node.span, f"{f.reason} at L = {L}", "guard the expression or restrict L with `require`", L=L) from None
+    except (OverflowError, RuntimeError) as err:
+        raise located(SpecEvaluationError, pattern.source, e.span, f"value out of range at L = {L} ({err})", "restrict L with `require`", L=L) from None
+
+
+def let_values(pattern: ir.Pattern, L: int) -> dict[str, int | bool]:
+    """L and every `let`, in order, as Python values."""
+    env: dict[str, int | bool] = {"L": L}
+    for let in pattern.lets:
+        env[let.name] = evaluate(pattern, let.value, env, L)
+    return env
+
+
+def failed_require(pattern: ir.Pattern, L: int) -> ast.Expr | None:
+    """The first `require` that L breaks, or None when L is accepted."""
+    if L < 1:
+        return ast.Compare((">=",), (ast.Name("L"), ast.IntLit(1)))
+    env = let_values(pattern, L)
+    for cond in pattern.requires:
+        if not evaluate(pattern, cond, env, L):
+            return cond
+    return None
+
+
+def accepts(pattern: ir.Pattern, L: int) -> bool:
+    return failed_require(pattern, L) is None
+
+
+def binder_tuples(pattern: ir.Pattern, part: ir.Partition, env: Mapping[str, Any], L: int) -> list[tuple[int, ...]]:
+    """Every binder tuple of a partition at one length (bounds may use earlier binders)."""
+    tuples: list[tuple[int, ...]] = [()]
+    for k, b in enumerate(part.binders):
+        grown: list[tuple[int, ...]] = []
+        for t in tuples:
+            scope = {**env, **dict(zip(part.binder_names[:k], t, strict=True))}
+            lo = evaluate(pattern, b.lo, scope, L)
+            hi = evaluate(pattern, b.hi, scope, L)
+            grown.extend((*t, v) for v in range(lo, hi))
+        tuples = grown
+    return tuples

@@ -1,0 +1,129 @@
+"""Dense evaluation of a pattern at one length: every D_i, region, selection and at(p), as tensors.
+
+This is the exhaustive view (O(L^2) memory for the direct set): it backs the checker, the pictures
+and the dense oracle, so it is written for clarity and only ever used at lengths that fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import ir
+from .errors import CoverageError
+from .evaluate import binder_tuples, evaluate, let_values
+from .verdict import Witness
+
+
+@dataclass(frozen=True)
+class RegionSet:
+    """One partition at one L: its R regions, which queries select them, and their at(p)."""
+
+    partition: ir.Partition
+    binders: tuple[tuple[int, ...], ...]  # R binder tuples, in enumeration order
+    member: torch.Tensor  # bool [R, L]
+    select: torch.Tensor  # bool [L, R]: selected and non-empty
+    query_at: torch.Tensor | None  # int64 [L, R] position of at(...) for the unit query, None if pooled
+    key_at: torch.Tensor | None  # int64 [L, R] likewise for the unit key
+
+    def name(self, r: int) -> str:
+        return self.partition.region_name(self.binders[r])
+
+
+@dataclass(frozen=True)
+class PlanLayout:
+    plan: ir.Plan
+    direct: torch.Tensor  # bool [L, L], already intersected with the allowed set
+    regions: tuple[RegionSet, ...]
+    derived: tuple[str, ...]  # the derived select rules, in words
+
+
+@dataclass(frozen=True)
+class Layout:
+    pattern: ir.Pattern
+    L: int
+    env: dict[str, int | bool]
+    allowed: torch.Tensor  # bool [L, L]: Γ_i
+    plans: tuple[PlanLayout, ...]
+
+
+def allowed_mask(causal: bool, L: int) -> torch.Tensor:
+    idx = torch.arange(L)
+    return idx[None, :] <= idx[:, None] if causal else torch.ones(L, L, dtype=torch.bool)
+
+
+def _as_grid(value: object, shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+    return torch.as_tensor(value, dtype=dtype).expand(shape).clone()
+
+
+def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partition, L: int, direct: torch.Tensor, allowed: torch.Tensor) -> tuple[RegionSet, str | None]:
+    tuples = binder_tuples(pattern, part, layout_env, L)
+    R = len(tuples)
+    cols = torch.tensor(tuples, dtype=torch.int64).reshape(R, len(part.binders))
+    j = torch.arange(L)
+    member_env = {**layout_env, "j": j[None, :], **{n: cols[:, k, None] for k, n in enumerate(part.binder_names)}}
+    member = _as_grid(evaluate(pattern, part.member, member_env, L), (R, L), torch.bool) if R else torch.zeros(0, L, dtype=torch.bool)
+    nonempty = member.any(dim=1)
+    sel_env = {**layout_env, "i": j[:, None], **{n: cols[None, :, k] for k, n in enumerate(part.binder_names)}}
+    derived_rule = None
+    if part.select is not None:
+        select = _as_grid(evaluate(pattern, part.select, sel_env, L), (L, R), torch.bool) if R else torch.zeros(L, 0, dtype=torch.bool)
+    else:
+        select = derive_selection(member, nonempty, allowed & ~direct, pattern, part, L)
+        derived_rule = (
+            f"{part.name}: select every non-empty region of `{part.name}` that lies inside the keys query i "
+            f"may see and does not attend directly, keeping only the inclusion-maximal ones"
+        )
+    select = select & nonempty[None, :]
+
+    def at(src: ir.SummarySource) -> torch.Tensor | None:
+        if src.position is None:
+            return None
+        return _as_grid(evaluate(pattern, src.position, sel_env, L), (L, R), torch.int64) if R else torch.zeros(L, 0, dtype=torch.int64)
+
+    return RegionSet(part, tuple(tuples), member, select, at(part.query), at(part.key)), derived_rule
+
+
+def derive_selection(member: torch.Tensor, nonempty: torch.Tensor, free: torch.Tensor, pattern: ir.Pattern, part: ir.Partition, L: int) -> torch.Tensor:
+    """Inclusion-maximal non-empty regions inside each query's free keys (Γ_i minus D_i).
+
+    Fails with a C1 witness when two of the regions it would select overlap.
+    """
+    m = member.float()
+    inside = ((~free).float() @ m.T == 0) & nonempty[None, :]  # [L, R]: region ⊆ free keys of i
+    subset = ((m @ (~member).float().T) == 0) & nonempty[:, None]  # [R, R]: region v ⊆ region w
+    strict = subset & ~subset.T
+    dominated = (inside.float() @ strict.float().T) > 0  # some selected w strictly contains v
+    chosen = inside & ~dominated
+    overlap = (chosen.float() @ m) > 1  # [L, L]: a key in two chosen regions
+    if bool(overlap.any()):
+        i, j = (int(x) for x in overlap.nonzero()[0])
+        names = [part.region_name(t) for t in _tuples_holding(pattern, part, L, chosen[i], member[:, j])]
+        witness = Witness("C1", L, i, j, tuple(names[:2]))
+        raise CoverageError(f"derived selection of `{part.name}` is ambiguous: {witness.explain()}", witness)
+    return chosen
+
+
+def _tuples_holding(pattern: ir.Pattern, part: ir.Partition, L: int, chosen_row: torch.Tensor, holds_j: torch.Tensor) -> list[tuple[int, ...]]:
+    tuples = binder_tuples(pattern, part, let_values(pattern, L), L)
+    return [tuples[r] for r in (chosen_row & holds_j).nonzero().flatten().tolist()]
+
+
+def build_layout(pattern: ir.Pattern, L: int) -> Layout:
+    """Evaluate every predicate of `pattern` on the full grid at length L (the caller checks requires)."""
+    env: dict[str, object] = dict(let_values(pattern, L))
+    allowed = allowed_mask(pattern.causal, L)
+    idx = torch.arange(L)
+    plans = []
+    for plan in pattern.plans:
+        direct_env = {**env, "i": idx[:, None], "j": idx[None, :]}
+        direct = _as_grid(evaluate(pattern, plan.direct, direct_env, L), (L, L), torch.bool) & allowed
+        regions, derived = [], []
+        for part in plan.partitions:
+            rs, rule = _regions(env, pattern, part, L, direct, allowed)
+            regions.append(rs)
+            if rule:
+                derived.append(rule)
+        plans.append(PlanLayout(plan, direct, tuple(regions), tuple(derived)))
+    return Layout(pattern, L, dict(let_values(pattern, L)), allowed, tuple(plans))

@@ -1,0 +1,1 @@
+"""Code shared by the compiler and the modules it generates (inlined into them; imports only torch)."""
