@@ -96,23 +96,32 @@ def check_length(pattern: ir.Pattern, L: int) -> Witness | None:
 
 
 def check_lengths(pattern: ir.Pattern, lengths: Iterable[int] | None = None) -> Verdict:
-    """Exhaustive verdict over `lengths` (default: `default_lengths()`), skipping rejected lengths."""
+    """Exhaustive verdict over `lengths` (default: `default_lengths()`), skipping rejected lengths.
+
+    A refutation reports the most serious failure found at any length tried (a leak before an
+    overlap before a gap before a misplaced summary), at the smallest length that shows it.
+    """
     tried: list[int] = []
     derived: tuple[str, ...] = ()
+    worst: Witness | None = None
     for L in sorted(set(lengths if lengths is not None else default_lengths())):
         if not accepts(pattern, L):
             continue
         try:
             layout = build_layout(pattern, L)
+            derived = derived or tuple(d for pl in layout.plans for d in pl.derived)
+            witness = check_layout(layout)
         except CoverageError as err:
             if err.witness is None:
                 raise
-            return Verdict("refuted", (*tried, L), err.witness, err.witness.explain())
-        derived = derived or tuple(d for pl in layout.plans for d in pl.derived)
-        witness = check_layout(layout)
+            witness = err.witness
         tried.append(L)
-        if witness:
-            return Verdict("refuted", tuple(tried), witness, witness.explain(), derived=derived)
+        if witness and (worst is None or witness.check < worst.check):
+            worst = witness
+        if worst and worst.check == "C0":
+            break
+    if worst:
+        return Verdict("refuted", tuple(tried), worst, worst.explain(), derived=derived)
     if not tried:
         return Verdict("checked", (), None, "no length tried is accepted by the requires", reason="no accepted length")
     return Verdict("checked", tuple(tried), None, f"full attention at every length tried ({len(tried)} lengths, up to L={tried[-1]})", derived=derived)

@@ -224,7 +224,7 @@ def _syntax_error(source: Source, err: UnexpectedInput) -> SpecSyntaxError:
         pos = err.pos_in_stream
         ch = source.text[pos] if pos < len(source.text) else ""
         msg = f"unexpected character {ch!r}"
-        hint = f"expected {_expected(set(err.allowed))}" if err.allowed else None
+        hint = "operators are + - * // % ** == != < <= > >= and or not; names are letters, digits and _"
         return located(SpecSyntaxError, source, Span(pos, pos + 1), msg, hint)  # type: ignore[return-value]
     if isinstance(err, UnexpectedToken):
         tok = err.token
@@ -240,6 +240,9 @@ def _syntax_error(source: Source, err: UnexpectedInput) -> SpecSyntaxError:
         elif tok.type == "_NL":
             pos = tok.start_pos if tok.start_pos is not None else pos
             msg = "unexpected end of line"
+        elif str(tok) == "pattern":
+            msg = "a second pattern"
+            expected = "nothing more: one file holds one pattern"
         elif str(tok) in KEYWORDS and "NAME" in err.expected:
             msg = f"`{tok}` is a keyword"
             expected = f"a name (`{tok}` is reserved); otherwise {expected}"

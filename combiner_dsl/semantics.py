@@ -190,8 +190,9 @@ def analyze(decl: ast.PatternDecl, source: Source) -> ir.Pattern:
         mix = kind
 
     if ck.errors:
-        count = len(ck.errors)
-        raise SpecSemanticError(f"{count} error{'s' if count > 1 else ''}", tuple(ck.errors))
+        unique = tuple(dict.fromkeys(ck.errors))  # one summary line can be both query and key
+        count = len(unique)
+        raise SpecSemanticError(f"{count} error{'s' if count > 1 else ''}", unique)
     return ir.Pattern(decl.name, modes[0].causal, tuple(lets), tuple(requires), tuple(plans), mix if plan_blocks else None, source, span=decl.span)
 
 

@@ -1,0 +1,133 @@
+"""An independent brute-force oracle of the checks C0-C3: plain Python ints, loops over (i, j).
+
+It shares nothing with the compiler beyond the AST: its own expression interpreter, its own
+region enumeration, its own derived selection. Only for small L.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from combiner_dsl import ast, ir
+
+FUNCS = {
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "isqrt": math.isqrt,
+    "ilog2": lambda x: int(x).bit_length() - 1,
+    "clog2": lambda x: (int(x) - 1).bit_length(),
+    "cdiv": lambda a, b: -((-a) // b),
+}
+OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "//": lambda a, b: a // b, "%": lambda a, b: a % b, "**": lambda a, b: a**b}
+CMP = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def ev(e: ast.Expr, env: dict[str, Any]) -> Any:
+    if isinstance(e, ast.IntLit | ast.BoolLit):
+        return e.value
+    if isinstance(e, ast.Name):
+        return env[e.id]
+    if isinstance(e, ast.Neg):
+        return -ev(e.operand, env)
+    if isinstance(e, ast.Not):
+        return not ev(e.operand, env)
+    if isinstance(e, ast.Binary):
+        return OPS[e.op](ev(e.left, env), ev(e.right, env))
+    if isinstance(e, ast.Compare):
+        vals = [ev(x, env) for x in e.operands]
+        return all(CMP[op](vals[k], vals[k + 1]) for k, op in enumerate(e.ops))
+    if isinstance(e, ast.BoolOp):
+        vals = [ev(x, env) for x in e.operands]  # strict, like the language
+        return all(vals) if e.op == "and" else any(vals)
+    if isinstance(e, ast.Call):
+        return FUNCS[e.func](*[ev(x, env) for x in e.args])
+    raise AssertionError(e)
+
+
+def _tuples(part: ir.Partition, env: dict[str, Any]) -> list[tuple[int, ...]]:
+    out: list[tuple[int, ...]] = [()]
+    for k, b in enumerate(part.binders):
+        nxt = []
+        for t in out:
+            e = {**env, **dict(zip(part.binder_names[:k], t, strict=True))}
+            nxt += [(*t, v) for v in range(ev(b.lo, e), ev(b.hi, e))]
+        out = nxt
+    return out
+
+
+class _Ambiguous(Exception):
+    """A derived selection picks two overlapping regions."""
+
+    def __init__(self, found: tuple[str, int, int | None]) -> None:
+        self.found = found
+
+
+def brute_check(pattern: ir.Pattern, L: int) -> tuple[str, int, int | None] | None:
+    """(check, i, j) of the first failure at L, in the checker's order, or None."""
+    env: dict[str, Any] = {"L": L}
+    for let in pattern.lets:
+        env[let.name] = ev(let.value, env)
+    gamma = [set(range(i + 1)) if pattern.causal else set(range(L)) for i in range(L)]
+    built = []
+    for plan in pattern.plans:  # derived selections of every plan are resolved before any check
+        try:
+            built.append(_selection(pattern, plan, env, L, gamma))
+        except _Ambiguous as amb:
+            return amb.found
+    for direct, chosen in built:
+        for code in ("C0", "C1", "C2", "C3"):
+            for i in range(L):
+                hit = _violation(code, env, L, i, gamma[i], direct[i], chosen[i])
+                if hit is not None:
+                    return (code, i, hit)
+    return None
+
+
+def _selection(pattern: ir.Pattern, plan: ir.Plan, env: dict[str, Any], L: int, gamma: list[set[int]]) -> Any:
+    direct = [{j for j in gamma[i] if ev(plan.direct, {**env, "i": i, "j": j})} for i in range(L)]
+    chosen: list[list[tuple[ir.Partition, tuple[int, ...], frozenset[int]]]] = [[] for _ in range(L)]
+    for part in plan.partitions:
+        regions = []
+        for t in _tuples(part, env):
+            b = dict(zip(part.binder_names, t, strict=True))
+            members = frozenset(j for j in range(L) if ev(part.member, {**env, **b, "j": j}))
+            if members:
+                regions.append((t, b, members))
+        for i in range(L):
+            if part.select is not None:
+                sel = [(t, m) for t, b, m in regions if ev(part.select, {**env, **b, "i": i})]
+            else:
+                free = gamma[i] - direct[i]
+                inside = [(t, m) for t, _, m in regions if m <= free]
+                sel = [(t, m) for t, m in inside if not any(m < m2 for _, m2 in inside)]
+                common = {j for a in range(len(sel)) for b2 in range(a + 1, len(sel)) for j in sel[a][1] & sel[b2][1]}
+                if common:
+                    raise _Ambiguous(("C1", i, min(common)))
+            chosen[i] += [(part, t, m) for t, m in sel]
+    return direct, chosen
+
+
+def _violation(code: str, env: dict[str, Any], L: int, i: int, gamma: set[int], direct: set[int], chosen: list[Any]) -> int | None:
+    if code == "C0":
+        bad = [j for _, _, m in chosen for j in m if j not in gamma]
+        return min(bad) if bad else None
+    count = {j: (1 if j in direct else 0) for j in range(L)}
+    for _, _, m in chosen:
+        for j in m:
+            count[j] += 1
+    if code == "C1":
+        bad = [j for j in gamma if count[j] > 1]
+        return min(bad) if bad else None
+    if code == "C2":
+        bad = [j for j in gamma if count[j] == 0]
+        return min(bad) if bad else None
+    for part, t, m in chosen:
+        b = dict(zip(part.binder_names, t, strict=True))
+        for src in (part.query, part.key):
+            if src.position is not None:
+                p = ev(src.position, {**env, **b, "i": i})
+                if p not in m:
+                    return p
+    return None
