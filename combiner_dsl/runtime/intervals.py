@@ -78,6 +78,13 @@ def _floordiv_nonzero(a: Interval, b: Interval) -> Interval:
     return _hull(_corners(div, a, pos), _corners(div, a, neg), b.hi >= 1, b.lo <= -1)
 
 
+_LIMIT = float(2**62)
+
+
+def _saturate(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(x, -_LIMIT, _LIMIT).long()
+
+
 class Bounds:
     """Operations on intervals (ints and exact tensors are degenerate intervals)."""
 
@@ -133,9 +140,13 @@ class Bounds:
         if bool((y.hi < 0).any()):
             raise DomainError("negative exponent")
         y = Interval(torch.clamp(y.lo, min=0), y.hi)
-        nonneg = _corners(torch.pow, Interval(torch.clamp(x.lo, min=0), torch.clamp(x.hi, min=0)), y)
-        bound = torch.pow(torch.maximum(x.lo.abs(), x.hi.abs()), y.hi)
-        return Interval(torch.where(x.lo >= 0, nonneg.lo, -bound), torch.where(x.lo >= 0, nonneg.hi, bound))
+        # in float64, rounded outward and saturated, so huge powers cannot wrap around int64
+        xf = Interval(torch.clamp(x.lo, min=0).double(), torch.clamp(x.hi, min=0).double())
+        nonneg = _corners(torch.pow, xf, Interval(y.lo.double(), y.hi.double()))
+        bound = torch.pow(torch.maximum(x.lo.abs(), x.hi.abs()).double(), y.hi.double())
+        lo = torch.where(x.lo >= 0, nonneg.lo, -bound)
+        hi = torch.where(x.lo >= 0, nonneg.hi, bound)
+        return Interval(_saturate(torch.floor(lo * (1 - 1e-12)) - 1), _saturate(torch.ceil(hi * (1 + 1e-12)) + 1))
 
     @staticmethod
     def abs(a: object) -> Interval:
