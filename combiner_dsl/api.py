@@ -89,7 +89,7 @@ def load(path: str | Path | None = None, *, text: str | None = None, name: str =
     return Spec(analyze(parse(source), source))
 
 
-def compile(spec: Spec | ir.Pattern, target: str = "torch") -> torch.nn.Module:  # noqa: A001 - the contract's name
+def compile(spec: Spec | ir.Pattern, target: str = "torch") -> torch.nn.Module:
     """A `torch.nn.Module` computing the spec's attention: `attn(q, k, v, scale=None)`."""
     pattern = spec.pattern if isinstance(spec, Spec) else spec
     if target == "torch":

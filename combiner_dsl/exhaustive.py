@@ -10,7 +10,7 @@ from . import ir
 from .errors import CoverageError
 from .evaluate import accepts
 from .layout import Layout, PlanLayout, RegionSet, build_layout
-from .verdict import Witness, Verdict
+from .verdict import Verdict, Witness
 
 
 def default_lengths() -> tuple[int, ...]:

@@ -57,7 +57,17 @@ def _as_grid(value: object, shape: tuple[int, int], dtype: torch.dtype) -> torch
     return torch.as_tensor(value, dtype=dtype).expand(shape).clone()
 
 
-def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partition, L: int, direct: torch.Tensor, allowed: torch.Tensor) -> tuple[RegionSet, str | None]:
+def derived_rule_text(pattern: ir.Pattern, part: ir.Partition, direct_text: str) -> str:
+    """The derived `select` written out with the spec's own direct condition."""
+    binders = ", ".join(part.binder_names)
+    seen = "j <= i" if pattern.causal else "0 <= j < L"
+    return (
+        f"select({binders}) := {part.name}[{binders}] is non-empty, lies inside {{j : {seen} and not ({direct_text})}}, "
+        f"and no other such region of {part.name} strictly contains it"
+    )
+
+
+def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partition, L: int, direct: torch.Tensor, allowed: torch.Tensor, direct_text: str) -> tuple[RegionSet, str | None]:
     tuples = binder_tuples(pattern, part, layout_env, L)
     R = len(tuples)
     cols = torch.tensor(tuples, dtype=torch.int64).reshape(R, len(part.binders))
@@ -71,10 +81,7 @@ def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partit
         select = _as_grid(evaluate(pattern, part.select, sel_env, L), (L, R), torch.bool) if R else torch.zeros(L, 0, dtype=torch.bool)
     else:
         select = derive_selection(member, nonempty, allowed & ~direct, pattern, part, L)
-        derived_rule = (
-            f"{part.name}: select every non-empty region of `{part.name}` that lies inside the keys query i "
-            f"may see and does not attend directly, keeping only the inclusion-maximal ones"
-        )
+        derived_rule = derived_rule_text(pattern, part, direct_text)
     select = select & nonempty[None, :]
 
     def at(src: ir.SummarySource) -> torch.Tensor | None:
@@ -121,7 +128,8 @@ def build_layout(pattern: ir.Pattern, L: int) -> Layout:
         direct = _as_grid(evaluate(pattern, plan.direct, direct_env, L), (L, L), torch.bool) & allowed
         regions, derived = [], []
         for part in plan.partitions:
-            rs, rule = _regions(env, pattern, part, L, direct, allowed)
+            direct_text = pattern.source.text[plan.direct.span.start : plan.direct.span.end]
+            rs, rule = _regions(env, pattern, part, L, direct, allowed, direct_text)
             regions.append(rs)
             if rule:
                 derived.append(rule)

@@ -52,7 +52,7 @@ class _Checker:
             return None
         return got
 
-    def _type(self, e: ast.Expr, scope: _Scope) -> str | None:  # noqa: C901 - one case per node kind
+    def _type(self, e: ast.Expr, scope: _Scope) -> str | None:
         if isinstance(e, ast.IntLit):
             return INT
         if isinstance(e, ast.BoolLit):

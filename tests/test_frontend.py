@@ -109,10 +109,13 @@ def test_examples_parse(path: Path) -> None:
 # ---------------------------------------------------------------- fuzzing
 
 def _load_text(text: str) -> None:
+    """Load `text`; a CombinerError must carry a rendered message, anything else fails the test."""
+    message = "loaded"
     try:
         load(text=text, name="fuzz.cmb")
     except CombinerError as err:
-        assert str(err)  # a rendered message, never empty
+        message = str(err)
+    assert message
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -133,7 +136,7 @@ def test_random_bytes_only_raise_combiner_error(tmp_path_factory: pytest.TempPat
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.sampled_from(EXAMPLES), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 6), st.sampled_from(list(" \n\t()[]:=#,.-+*/%<>!abcijLrs0123456789") + ["and", "or", "not", "partition", "    ", "member:"])), min_size=1, max_size=6))
+@given(st.sampled_from(EXAMPLES), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 6), st.sampled_from([*list(" \n\t()[]:=#,.-+*/%<>!abcijLrs0123456789"), "and", "or", "not", "partition", "    ", "member:"])), min_size=1, max_size=6))
 def test_mutated_examples_only_raise_combiner_error(path: Path, edits: list[tuple[int, int, str]]) -> None:
     text = path.read_text()
     for pos, cut, insert in edits:
