@@ -114,13 +114,8 @@ def test_overlapping_partitions_are_refuted_with_c1() -> None:
     assert {n.split("[")[0] for n in verdict.witness.regions} == {"block", "half"}
 
 
-def test_fixed_at_4096_is_fast_enough() -> None:
-    import time
-
-    pattern = load(ROOT / "examples" / "combiner_fixed.cmb").pattern
-    start = time.perf_counter()
-    assert check_length(pattern, 4096) is None
-    assert time.perf_counter() - start < 10
+def test_fixed_holds_at_4096() -> None:
+    assert check_length(load(ROOT / "examples" / "combiner_fixed.cmb").pattern, 4096) is None
 
 
 def test_evaluation_failure_names_L_and_place() -> None:
