@@ -146,7 +146,7 @@ class Bounds:
         bound = torch.pow(torch.maximum(x.lo.abs(), x.hi.abs()).double(), y.hi.double())
         lo = torch.where(x.lo >= 0, nonneg.lo, -bound)
         hi = torch.where(x.lo >= 0, nonneg.hi, bound)
-        return Interval(_saturate(torch.floor(lo * (1 - 1e-12)) - 1), _saturate(torch.ceil(hi * (1 + 1e-12)) + 1))
+        return Interval(_saturate(torch.floor(lo - lo.abs() * 1e-12) - 1), _saturate(torch.ceil(hi + hi.abs() * 1e-12) + 1))
 
     @staticmethod
     def abs(a: object) -> Interval:
