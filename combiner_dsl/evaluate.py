@@ -65,14 +65,40 @@ def let_values(pattern: ir.Pattern, L: int) -> dict[str, int | bool]:
 
 
 def failed_require(pattern: ir.Pattern, L: int) -> ast.Expr | None:
-    """The first `require` that L breaks, or None when L is accepted."""
+    """The first `require` that L breaks, or None when L is accepted.
+
+    A `let` undefined at L (say `isqrt(L - 4)` at L = 1) is only an error when no `require` that
+    avoids it rejects L: requires exist precisely to keep such lengths out.
+    """
     if L < 1:
         return ast.Compare((">=",), (ast.Name("L"), ast.IntLit(1)))
-    env = let_values(pattern, L)
+    env: dict[str, int | bool] = {"L": L}
+    undefined: dict[str, SpecEvaluationError] = {}
+    for let in pattern.lets:
+        if _names(let.value) & undefined.keys():
+            undefined[let.name] = undefined[next(iter(_names(let.value) & undefined.keys()))]
+            continue
+        try:
+            env[let.name] = evaluate(pattern, let.value, env, L)
+        except SpecEvaluationError as err:
+            undefined[let.name] = err
     for cond in pattern.requires:
-        if not evaluate(pattern, cond, env, L):
+        if not (_names(cond) & undefined.keys()) and not evaluate(pattern, cond, env, L):
             return cond
+    if undefined:
+        raise next(iter(undefined.values()))
     return None
+
+
+def _names(e: ast.Expr) -> set[str]:
+    if isinstance(e, ast.Name):
+        return {e.id}
+    out: set[str] = set()
+    for child in (getattr(e, f) for f in getattr(e, "__slots__", ())):
+        for c in child if isinstance(child, tuple) else (child,):
+            if isinstance(c, ast.Expr):
+                out |= _names(c)
+    return out
 
 
 def accepts(pattern: ir.Pattern, L: int) -> bool:

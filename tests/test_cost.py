@@ -1,0 +1,186 @@
+"""The cost model: exact figures against a dense brute-force count, the mixture conventions, the
+order of every example, and the order checked against exact counts up to L = 2**20."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+import sympy
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from combiner_dsl import LengthError, ir, load
+from combiner_dsl.cost import CostFigures, Lsym, cost_at, order
+from combiner_dsl.layout import build_layout
+
+ROOT = Path(__file__).parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.cmb")) + sorted((ROOT / "examples" / "sparse").glob("*.cmb"))
+ORDERS = {
+    "combiner_fixed": "L**(3/2)",
+    "combiner_fixed_bidir": "L**(3/2)",
+    "combiner_axial": "L**(3/2)",
+    "combiner_axial_vertical": "L**(3/2)",
+    "combiner_axial_horizontal": "L**(3/2)",
+    "combiner_mixture": "L**(3/2)",
+    "combiner_logsparse": "L*log(L)",
+    "sparse_fixed": "L**(3/2)",
+    "sparse_axial": "L**(3/2)",
+    "sparse_logsparse": "L*log(L)",
+}
+
+
+def brute(pattern: ir.Pattern, L: int, d: int = 64) -> dict[str, int]:
+    """The figures of contract.md straight from the dense layout (every D_i, region and selection)."""
+    lay = build_layout(pattern, L)
+    groups = [lay.plans] if pattern.mix == "joint" else [(p,) for p in lay.plans]
+    direct = region = summary = widest = 0
+    for plans in groups:
+        row = torch.stack([p.direct for p in plans]).any(0).sum(1)
+        direct += int(row.sum())
+        for pl in plans:
+            for rs in pl.regions:
+                row = row + rs.select.sum(1)
+                region += int(rs.select.sum())
+                i, r = rs.select.nonzero(as_tuple=True)
+                at = [x[i, r] if x is not None else torch.full_like(i, -1) for x in (rs.query_at, rs.key_at)]
+                units = torch.unique(torch.stack([r, *at], 1), dim=0)  # (region, query at, key at)
+                summary += int(rs.member[units[:, 0]].sum())
+        widest = max(widest, int(row.max()))
+    dense = L * (L + 1) // 2 if pattern.causal else L * L
+    total = direct + region + summary
+    return {"direct_pairs": direct, "region_pairs": region, "summary_pairs": summary, "logits_max": widest, "flops": 4 * d * total, "dense_pairs": dense}
+
+
+def assert_matches(pattern: ir.Pattern, L: int) -> CostFigures:
+    got = cost_at(pattern, L)
+    want = brute(pattern, L)
+    assert {k: getattr(got, k) for k in want} == want, (pattern.name, L)
+    total = want["direct_pairs"] + want["region_pairs"] + want["summary_pairs"]
+    assert got.ratio == (pytest.approx(want["dense_pairs"] / total) if total else float("inf"))
+    return got
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_exact_figures_equal_a_dense_count(path: Path) -> None:
+    pattern = load(path).pattern
+    for L in (1, 2, 7, 64, 100, 4096):
+        assert_matches(pattern, L)
+
+
+def test_figures_in_json() -> None:
+    figures = cost_at(load(ROOT / "examples" / "combiner_fixed.cmb").pattern, 16, d=32)
+    data = figures.to_json()
+    assert data["L"] == 16 and data["d"] == 32
+    assert data["flops"] == 4 * 32 * (data["direct_pairs"] + data["region_pairs"] + data["summary_pairs"])
+    assert set(data) >= {"direct_pairs", "region_pairs", "summary_pairs", "logits_max", "flops", "dense_pairs", "ratio"}
+
+
+def test_mixtures_joint_counts_the_shared_direct_keys_once_and_average_sums_the_plans() -> None:
+    joint = load(ROOT / "examples" / "combiner_mixture.cmb").pattern
+    text = (ROOT / "examples" / "combiner_mixture.cmb").read_text().replace("mix: joint", "mix: average")
+    average = load(text=text).pattern
+    vertical = load(ROOT / "examples" / "combiner_axial_vertical.cmb").pattern
+    horizontal = load(ROOT / "examples" / "combiner_axial_horizontal.cmb").pattern
+    L = 100
+    j, a, v, h = (cost_at(p, L) for p in (joint, average, vertical, horizontal))
+    assert j.direct_pairs == v.direct_pairs  # the same direct set in both plans, counted once
+    assert a.direct_pairs == v.direct_pairs + h.direct_pairs
+    assert j.region_pairs == a.region_pairs == v.region_pairs + h.region_pairs
+    assert j.summary_pairs == a.summary_pairs == v.summary_pairs + h.summary_pairs
+    assert a.logits_max == max(v.logits_max, h.logits_max)
+    assert_matches(average, L)
+
+
+def test_derived_selection_is_costed_from_the_dense_layout() -> None:
+    text = (ROOT / "examples" / "combiner_fixed.cmb").read_text().replace("        select: r < i // s\n", "")
+    assert_matches(load(text=text).pattern, 50)
+
+
+def test_rejected_lengths() -> None:
+    pattern = load(text="pattern even:\n    causal\n    require L % 2 == 0\n    direct: j == i\n").pattern
+    with pytest.raises(LengthError):
+        cost_at(pattern, 7)
+    assert cost_at(pattern, 8).direct_pairs == 8
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_order_of_every_example(path: Path) -> None:
+    pattern = load(path).pattern
+    got = order(pattern)
+    assert got == sympy.sympify(ORDERS[pattern.name], locals={"L": Lsym})
+    assert str(got) == ORDERS[pattern.name]
+
+
+def _flat(pattern: ir.Pattern, exponents: range) -> list[float]:
+    """total pairs / order at L = 2**k: the order is right when these stay within a constant band."""
+    o = order(pattern)
+    out = []
+    for k in exponents:
+        f = cost_at(pattern, 1 << k)
+        out.append((f.direct_pairs + f.region_pairs + f.summary_pairs) / float(o.subs(Lsym, 1 << k)))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["combiner_fixed", "combiner_logsparse"])
+def test_order_holds_up_to_a_million(name: str) -> None:
+    ratios = _flat(load(ROOT / "examples" / f"{name}.cmb").pattern, range(10, 21, 2))
+    assert max(ratios) / min(ratios) < 1.3, ratios
+    assert all(a >= b * 0.97 for a, b in itertools.pairwise(ratios)) or all(a <= b * 1.03 for a, b in itertools.pairwise(ratios))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["combiner_axial", "combiner_axial_vertical", "combiner_axial_horizontal", "combiner_mixture", "sparse/sparse_fixed", "sparse/sparse_logsparse"]
+)
+def test_order_holds_up_to_65536(name: str) -> None:
+    ratios = _flat(load(ROOT / "examples" / f"{name}.cmb").pattern, range(10, 17, 2))
+    assert max(ratios) / min(ratios) < 1.3, ratios
+
+
+def test_a_million_keys_in_seconds() -> None:
+    s = 1 << 10  # at L = 2**20 combiner_fixed has 1024 blocks of 1024 keys; logsparse 20 levels
+    for name, direct, widest in (("combiner_fixed", s * s * (s + 1) // 2, 2 * s - 1), ("combiner_logsparse", 1 << 20, 21)):
+        pattern = load(ROOT / "examples" / f"{name}.cmb").pattern
+        start = time.perf_counter()
+        f = cost_at(pattern, 1 << 20)
+        assert time.perf_counter() - start < 30  # a few seconds alone; generous on a shared machine
+        assert (f.direct_pairs, f.logits_max) == (direct, widest)
+
+
+# ---------------------------------------------------------------- random specs against the dense count
+
+LETS = ["isqrt(L)", "2", "3", "max(1, L // 4)", "clog2(L) + 1", "L // 4 + 1"]
+DIRECTS = ["j // s == i // s", "j == i", "abs(i - j) < s", "j % s == i % s", "j // s == i // s or j % s == s - 1", "j % s == 0 and j // s == i // s", "false"]
+SELECTS = ["r < i // s", "r <= i // s", "r != i // s", "r < i // s and r % 2 == 0", "r == i // s - 1"]
+MEMBERS = ["j // s == r", "j // s == r and j % s < s // 2 + 1", "j // s == r and j % 2 == 0", "j // s < r"]
+SUMMARIES = ["max", "query = at(r * s + i % s), key = at(r * s + i % s)", "query = max, key = at(r * s)", "query = at(r * s + i % 2), key = mean"]
+
+
+@st.composite
+def small_specs(draw: st.DrawFn) -> str:
+    lines = [
+        "pattern random_cost:",
+        f"    {draw(st.sampled_from(['causal', 'bidirectional']))}",
+        f"    let s = {draw(st.sampled_from(LETS))}",
+        f"    direct: {draw(st.sampled_from(DIRECTS))}",
+    ]
+    for k in range(draw(st.integers(0, 2))):
+        two = draw(st.booleans())
+        lines += [
+            f"    partition part{k}[r in 0 .. cdiv(L, s){', c in 0 .. 2' if two else ''}]:",
+            f"        member: {draw(st.sampled_from(MEMBERS))}{' and j % 2 == c' if two else ''}",
+            f"        select: {draw(st.sampled_from(SELECTS))}",
+            f"        summary: {draw(st.sampled_from(SUMMARIES))}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_specs(), st.integers(1, 60))
+def test_random_specs_match_the_dense_count(text: str, L: int) -> None:
+    assert_matches(load(text=text).pattern, L)
