@@ -127,7 +127,7 @@ def _print_cost_table(name: str, order: str, figures: list[Any]) -> None:
     for f in figures:
         row = f.to_json()
         table.add_row(*(f"{row[c]:,}" if isinstance(row[c], int) else f"{row[c]:.1f}x" for c in ("L", "direct_pairs", "region_pairs", "summary_pairs", "logits_max", "flops", "dense_pairs", "ratio")))
-    Console().print(table)
+    Console(width=max(Console().width, 140)).print(table)  # the full table even when piped
 
 
 def cmd_show(args: argparse.Namespace) -> int:
