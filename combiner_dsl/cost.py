@@ -1,10 +1,11 @@
 """The cost model of contract.md: exact pair counts at one L, and the asymptotic order.
 
-Counting never walks (i, j) pairs one by one and never builds an L x L grid: boxes of
-(i, j, binders) are classified all-true / all-false / mixed with the interval domain (`Bounds`);
-all-true boxes are counted whole, mixed ones are split, and small ones are evaluated exactly.
-Binders fixed by an equality in `member` / `select` (`r == i // 2 ** l - 1`) are substituted,
-not enumerated, so logsparse's 2L regions are never visited per query box.
+Counting never walks (i, j) pairs one by one and never builds an L x L grid: the spaces below
+are handed to `boxcount`, which classifies boxes all-true / all-false / mixed with the interval
+domain and counts true points whole or at small leaves. Binders fixed by an equality in `member` /
+`select` (`r == i // 2 ** l - 1`) are substituted, not enumerated, so logsparse's 2L regions are
+never visited per query box. `order` measures totals at a few lengths against the growth laws
+`growth` reads off the spec's structure.
 
 Mixtures. `joint`: one softmax, so D_i is the union of the plans' direct sets (each key once)
 plus every plan's units. `average`: each plan is its own softmax; figures are summed over plans
@@ -25,14 +26,14 @@ import sympy
 import torch
 
 from . import ast, ir
-from .errors import CombinerError, LengthError
+from .boxcount import BoxJob, PerValueCounts, Regions, enumerate_regions, refine_boxes
+from .errors import LengthError
 from .evaluate import accepts, evaluate, failed_require, let_values
-from .runtime.intervals import Bounds, Interval, Tri
+from .growth import Lsym, accepted_length_near, candidate_orders
+from .runtime.intervals import Tri
 from .runtime.ops import Exact
 from .smt import conjuncts, names, solve_binders
 
-LEAF = 16  # boxes with at most this many points are evaluated point by point
-MAX_REGIONS = 1 << 26
 CHUNK = 1 << 22  # points per batch when unit pairs are enumerated (at() summaries)
 
 
@@ -55,184 +56,7 @@ class CostFigures:
         return out
 
 
-@dataclass(frozen=True)
-class _Regions:
-    """A partition's binder tuples at one L in lexicographic order, grouped by prefix (all binders
-    but the last), so that a prefix plus a range of the last binder is one contiguous run."""
-
-    cols: torch.Tensor  # [R, d]
-    prefix_keys: torch.Tensor  # [P] sorted mixed-radix keys of the prefixes
-    offset: torch.Tensor  # [P] flat index of each prefix's first region
-    last_lo: torch.Tensor  # [P]
-    radix: tuple[tuple[int, int], ...]  # (min, span) of each prefix binder
-
-    def index(self, values: list[torch.Tensor]) -> torch.Tensor:
-        """Flat index of regions given each binder's value (tuples known to exist)."""
-        if not self.radix:
-            return self.offset[0] + values[-1] - self.last_lo[0]
-        key = torch.zeros_like(values[-1])
-        for v, (lo, span) in zip(values[:-1], self.radix, strict=True):
-            key = key * span + (v - lo)
-        pid = torch.searchsorted(self.prefix_keys, key).clamp(max=len(self.prefix_keys) - 1)
-        return self.offset[pid] + values[-1] - self.last_lo[pid]
-
-
-def _regions(pattern: ir.Pattern, part: ir.Partition, env: dict[str, Any], L: int) -> _Regions:
-    cols = torch.zeros((1, 0), dtype=torch.int64)
-    prefix, last_lo, counts = cols, torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
-    for k, b in enumerate(part.binders):
-        scope = {**env, **{n: cols[:, m] for m, n in enumerate(part.binder_names[:k])}}
-        n = cols.shape[0]
-        lo = torch.as_tensor(evaluate(pattern, b.lo, scope, L), dtype=torch.int64).expand(n)
-        hi = torch.as_tensor(evaluate(pattern, b.hi, scope, L), dtype=torch.int64).expand(n)
-        cnt = (hi - lo).clamp(min=0)
-        if int(cnt.sum()) > MAX_REGIONS:
-            raise CombinerError(f"partition `{part.name}` has more than {MAX_REGIONS} regions at L = {L}")
-        prefix, last_lo, counts = cols, lo, cnt
-        rep = torch.repeat_interleave(torch.arange(n), cnt)
-        within = torch.arange(len(rep)) - torch.repeat_interleave(torch.cumsum(cnt, 0) - cnt, cnt)
-        cols = torch.cat([cols[rep], (lo[rep] + within)[:, None]], 1)
-    radix = tuple((int(prefix[:, m].min()), int(prefix[:, m].max() - prefix[:, m].min() + 1)) if len(prefix) else (0, 1) for m in range(prefix.shape[1]))
-    key = torch.zeros(len(prefix), dtype=torch.int64)
-    for m, (lo, span) in enumerate(radix):
-        key = key * span + (prefix[:, m] - lo)
-    return _Regions(cols, key, torch.cumsum(counts, 0) - counts, last_lo, radix)
-
-
-# ---------------------------------------------------------------- box refinement
-
-
-@dataclass(frozen=True)
-class _Job:
-    """Count the points of a box space where `pred` holds.
-
-    dims: box dimensions (i, j, free binders) with inclusive global ranges; solved: binders given
-    as expressions of the dims; regions: when set, only boxes whose points all fall in one run of
-    regions are reported (so per-region figures can be accumulated).
-    """
-
-    pattern: ir.Pattern
-    L: int
-    env: dict[str, Any]
-    dims: tuple[tuple[str, int, int], ...]
-    pred: Callable[[dict[str, Any], Any], Any]
-    solved: dict[str, ast.Expr]
-    part: ir.Partition | None = None
-    regions: _Regions | None = None
-
-    def full_env(self, values: dict[str, Any], dom: Any) -> dict[str, Any]:
-        env = {**self.env, **values}
-        todo = dict(self.solved)
-        while todo:
-            for b in [b for b, e in todo.items() if not (names(e) & set(todo))]:
-                env[b] = evaluate(self.pattern, todo.pop(b), env, self.L, dom)
-        return env
-
-
-Visit = Callable[[dict[str, torch.Tensor], torch.Tensor | None, torch.Tensor | None], None]
-
-
-def _refine(job: _Job, on_box: Visit, on_points: Visit) -> None:
-    """Drive the refinement; `on_box(lo/hi per dim, run start, run end)` gets all-true boxes,
-    `on_points(coords, region index, None)` the true points of boxes evaluated exactly."""
-    names_ = [d[0] for d in job.dims]
-    lo = torch.tensor([[d[1] for d in job.dims]], dtype=torch.int64)
-    hi = torch.tensor([[d[2] for d in job.dims]], dtype=torch.int64)
-    keep = (hi >= lo).all(1)
-    lo, hi = lo[keep], hi[keep]
-    binders = job.part.binder_names if job.part else ()
-    prefix_dims = [k for k, n in enumerate(names_) if n in binders[:-1]]
-    last_dim = names_.index(binders[-1]) if binders and binders[-1] in names_ else -1
-    while lo.shape[0]:
-        env = job.full_env({n: Interval(lo[:, k], hi[:, k]) for k, n in enumerate(names_)}, Bounds)
-        tri = Tri.of(job.pred(env, Bounds))
-        can_t, can_f = tri.can_true.expand(lo.shape[0]), tri.can_false.expand(lo.shape[0])
-        width = hi - lo + 1
-        vol = width.prod(1)
-        whole = ~can_f
-        if job.regions is not None:
-            vals = [Interval.of(env[b]) for b in binders]
-            for v in vals[:-1] if last_dim >= 0 else vals:
-                whole &= (v.lo == v.hi).expand(lo.shape[0])
-        if bool(whole.any()):
-            run = (None, None)
-            if job.regions is not None:
-                run = tuple(job.regions.index([getattr(v, end).expand(lo.shape[0])[whole] for v in vals]) for end in ("lo", "hi"))  # type: ignore[assignment]
-            on_box({n: torch.stack([lo[whole, k], hi[whole, k]]) for k, n in enumerate(names_)}, *run)
-        live = can_t & ~whole
-        leaf = live & (vol <= LEAF)
-        if bool(leaf.any()):
-            _exact(job, names_, lo[leaf], hi[leaf], ~can_f[leaf], on_points)
-        split = live & ~leaf
-        lo, hi, width, all_true = lo[split], hi[split], width[split], ~can_f[split]
-        score = width.clone()
-        if prefix_dims:  # prefix binders must become single values: split them first
-            score[:, prefix_dims] *= 1 << 40
-        if last_dim >= 0:  # an all-true box needs single values elsewhere: the last binder may stay a range
-            others = width.clone()
-            others[:, last_dim] = 1
-            score[all_true & (others.max(1).values > 1), last_dim] = 0
-        score[width <= 1] = 0
-        axis = score.argmax(1)
-        rows = torch.arange(lo.shape[0])
-        mid = lo[rows, axis] + (width[rows, axis] - 1) // 2
-        lo2, hi1 = lo.clone(), hi.clone()
-        hi1[rows, axis] = mid
-        lo2[rows, axis] = mid + 1
-        lo, hi = torch.cat([lo, lo2]), torch.cat([hi1, hi])
-
-
-def _exact(job: _Job, names_: list[str], lo: torch.Tensor, hi: torch.Tensor, known: torch.Tensor, on_points: Visit) -> None:
-    """Every point of small boxes; `known` boxes are already all-true (only their regions are missing)."""
-    width = hi - lo + 1
-    vol = width.prod(1)
-    box = torch.repeat_interleave(torch.arange(len(vol)), vol)
-    k = torch.arange(len(box)) - (torch.cumsum(vol, 0) - vol)[box]
-    coords: dict[str, torch.Tensor] = {}
-    for d in reversed(range(len(names_))):
-        w = width[box, d]
-        coords[names_[d]] = lo[box, d] + k % w
-        k = k // w
-    env = job.full_env(coords, Exact)
-    ok = known[box]
-    if not bool(ok.all()):
-        ok = ok | torch.as_tensor(job.pred(env, Exact), dtype=torch.bool).expand(len(box))
-    pts = {n: v[ok] for n, v in coords.items()}
-    region = None
-    if job.regions is not None and job.part is not None:
-        region = job.regions.index([torch.as_tensor(env[b]).expand(len(ok))[ok] for b in job.part.binder_names])
-    on_points(pts, region, None)
-
-
 # ---------------------------------------------------------------- the figures
-
-
-class _Acc:
-    """Per-value counts over [0, n): ranges of constant or linear weight (difference arrays)."""
-
-    def __init__(self, n: int) -> None:
-        self.const = torch.zeros(n + 1, dtype=torch.int64)
-        self.slope = torch.zeros(n + 1, dtype=torch.int64)
-        self.hits = torch.zeros(n, dtype=torch.int64)
-        self.n = n
-
-    def ranges(self, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, slope: torch.Tensor | None = None) -> None:
-        """Add w (+ slope * x) to every x in [a, b]; empty ranges are skipped."""
-        ok = a <= b
-        a, b, w = a[ok], b[ok], w.expand(ok.shape)[ok]
-        self.const.index_add_(0, a, w)
-        self.const.index_add_(0, b + 1, -w)
-        if slope is not None:
-            sl = slope.expand(ok.shape)[ok]
-            self.slope.index_add_(0, a, sl)
-            self.slope.index_add_(0, b + 1, -sl)
-
-    def points(self, at: torch.Tensor) -> None:
-        self.hits += torch.bincount(at, minlength=self.n)
-
-    def values(self) -> torch.Tensor:
-        x = torch.arange(self.n)
-        return torch.cumsum(self.const, 0)[: self.n] + torch.cumsum(self.slope, 0)[: self.n] * x + self.hits
 
 
 def _residual(pattern: ir.Pattern, cond: ast.Expr, solved: dict[str, ast.Expr], L: int) -> Callable[[dict[str, Any], Any], Any]:
@@ -247,7 +71,7 @@ def _residual(pattern: ir.Pattern, cond: ast.Expr, solved: dict[str, ast.Expr], 
     return lambda e, dom: dom.and_(True, *[evaluate(pattern, c, e, L, dom) for c in rest])
 
 
-def _span(part: ir.Partition, regions: _Regions, free: list[str]) -> tuple[tuple[str, int, int], ...]:
+def _span(part: ir.Partition, regions: Regions, free: list[str]) -> tuple[tuple[str, int, int], ...]:
     cols = regions.cols
     return tuple((b, int(cols[:, part.binder_names.index(b)].min()), int(cols[:, part.binder_names.index(b)].max())) for b in free) if len(cols) else ()
 
@@ -281,7 +105,7 @@ def _key_form(pattern: ir.Pattern, L: int, env: dict[str, Any], cond: ast.Expr) 
 
 def _count_term(pattern: ir.Pattern, L: int, env: dict[str, Any], cond: ast.Expr) -> torch.Tensor:
     """|{j in Γ_i : cond}| per query i."""
-    acc = _Acc(L)
+    acc = PerValueCounts(L)
     form = _key_form(pattern, L, env, cond)
     if form is not None:  # one key per (i, t): count the (i, t) that land in Γ_i
         key, guard, rest = form
@@ -291,9 +115,9 @@ def _count_term(pattern: ir.Pattern, L: int, env: dict[str, Any], cond: ast.Expr
             inside = [dom.le(0, e["j"]), dom.lt(e["j"], dom.add(e["i"], 1) if pattern.causal else L)]
             return dom.and_(*inside, *[evaluate(pattern, c, e, L, dom) for c in (guard, *rest)])
 
-        job = _Job(pattern, L, env, dims, keyed, {"j": key})
+        job = BoxJob(pattern, L, env, dims, keyed, {"j": key})
         width = (lambda bx: bx["@t"][1] - bx["@t"][0] + 1) if len(dims) > 1 else (lambda bx: torch.ones(1, dtype=torch.int64))
-        _refine(job, lambda bx, a, b: acc.ranges(bx["i"][0], bx["i"][1], width(bx)), lambda pts, r, _: acc.points(pts["i"]))
+        refine_boxes(job, lambda bx, a, b: acc.ranges(bx["i"][0], bx["i"][1], width(bx)), lambda pts, r, _: acc.points(pts["i"]))
         return acc.values()
 
     def pred(e: dict[str, Any], dom: Any) -> Any:
@@ -313,7 +137,7 @@ def _count_term(pattern: ir.Pattern, L: int, env: dict[str, Any], cond: ast.Expr
         acc.ranges(torch.maximum(i0, j0), torch.minimum(i1, j1), 1 - j0, torch.ones_like(j0))  # i - j0 + 1
         acc.ranges(torch.maximum(i0, j1 + 1), i1, j1 - j0 + 1)
 
-    _refine(_Job(pattern, L, env, (("i", 0, L - 1), ("j", 0, L - 1)), pred, {}), box, lambda pts, r, _: acc.points(pts["i"]))
+    refine_boxes(BoxJob(pattern, L, env, (("i", 0, L - 1), ("j", 0, L - 1)), pred, {}), box, lambda pts, r, _: acc.points(pts["i"]))
     return acc.values()
 
 
@@ -344,16 +168,16 @@ def _partition(pattern: ir.Pattern, L: int, env: dict[str, Any], part: ir.Partit
     """(units per query, summary pairs) of one partition with a written `select`."""
     assert part.select is not None
     select = part.select
-    regions = _regions(pattern, part, env, L)
+    regions = enumerate_regions(pattern, part, env, L)
     R = regions.cols.shape[0]
     if R == 0:
         return torch.zeros(L, dtype=torch.int64), 0
     # region sizes, from the keys: binders fixed by `member` are computed from j
     solved = solve_binders([part.member], part.binder_names)
     free = [b for b in part.binder_names if b not in solved]
-    sizes = _Acc(R)
+    sizes = PerValueCounts(R)
     member = _residual(pattern, part.member, solved, L)
-    job = _Job(
+    job = BoxJob(
         pattern,
         L,
         env,
@@ -363,7 +187,7 @@ def _partition(pattern: ir.Pattern, L: int, env: dict[str, Any], part: ir.Partit
         part,
         regions,
     )
-    _refine(job, lambda box, a, b: sizes.ranges(a, b, box["j"][1] - box["j"][0] + 1), lambda pts, r, _: sizes.points(r))
+    refine_boxes(job, lambda box, a, b: sizes.ranges(a, b, box["j"][1] - box["j"][0] + 1), lambda pts, r, _: sizes.points(r))
     size = sizes.values()
     nonempty = size > 0
     cum = torch.nn.functional.pad(torch.cumsum(nonempty.long(), 0), (1, 0))
@@ -371,7 +195,7 @@ def _partition(pattern: ir.Pattern, L: int, env: dict[str, Any], part: ir.Partit
     solved = solve_binders([select], part.binder_names)
     free = [b for b in part.binder_names if b not in solved]
     chosen_by = _residual(pattern, select, solved, L)
-    job = _Job(
+    job = BoxJob(
         pattern,
         L,
         env,
@@ -381,7 +205,7 @@ def _partition(pattern: ir.Pattern, L: int, env: dict[str, Any], part: ir.Partit
         part,
         regions,
     )
-    per_i, chosen = _Acc(L), _Acc(R)
+    per_i, chosen = PerValueCounts(L), PerValueCounts(R)
     if not part.has_at:
 
         def box(bx: dict[str, torch.Tensor], a: torch.Tensor | None, b: torch.Tensor | None) -> None:
@@ -394,7 +218,7 @@ def _partition(pattern: ir.Pattern, L: int, env: dict[str, Any], part: ir.Partit
             per_i.points(pts["i"][nonempty[r]])
             chosen.points(r[nonempty[r]])
 
-        _refine(job, box, points)
+        refine_boxes(job, box, points)
         return per_i.values(), int(size[(chosen.values() > 0) & nonempty].sum())
     units: list[torch.Tensor] = []
 
@@ -422,7 +246,7 @@ def _partition(pattern: ir.Pattern, L: int, env: dict[str, Any], part: ir.Partit
             k = p - (end - n)[box]
             at_points({"i": bx["i"][0][box] + k // wr[box]}, a[box] + k % wr[box], None)
 
-    _refine(job, at_box, at_points)
+    refine_boxes(job, at_box, at_points)
     distinct = _unique_rows(torch.cat(units)) if units else torch.zeros(0, 3, dtype=torch.int64)
     return per_i.values(), int(size[distinct[:, 0]].sum())
 
@@ -512,70 +336,11 @@ def _from_layout(pattern: ir.Pattern, L: int, d: int) -> CostFigures:
 
 # ---------------------------------------------------------------- the order
 
-Lsym = sympy.Symbol("L", positive=True)
-
-
-def _growth(e: ast.Expr, lets: dict[str, sympy.Expr]) -> sympy.Expr:
-    """A sympy expression growing like `e` as L grows (floors dropped, logs in base 2)."""
-    if isinstance(e, ast.IntLit):
-        return sympy.Integer(e.value)
-    if isinstance(e, ast.Name):
-        return Lsym if e.id == "L" else lets.get(e.id, sympy.Integer(1))
-    if isinstance(e, ast.Neg):
-        return -_growth(e.operand, lets)
-    if isinstance(e, ast.Binary):
-        a, b = _growth(e.left, lets), _growth(e.right, lets)
-        ops: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
-            "+": sympy.Add,
-            "-": lambda x, y: x - y,
-            "*": sympy.Mul,
-            "//": lambda x, y: x / y,
-            "%": lambda x, y: y,
-            "**": sympy.Pow,
-        }
-        return ops[e.op](a, b)
-    if isinstance(e, ast.Call):
-        args = [_growth(x, lets) for x in e.args]
-        calls: dict[str, Callable[..., sympy.Expr]] = {
-            "isqrt": sympy.sqrt,
-            "ilog2": lambda x: sympy.log(x, 2),
-            "clog2": lambda x: sympy.log(x, 2),
-            "cdiv": lambda x, y: x / y,
-            "abs": sympy.Abs,
-            "min": sympy.Min,
-            "max": sympy.Max,
-        }
-        return calls[e.func](*args)
-    return sympy.Integer(1)
-
-
-def _candidates(pattern: ir.Pattern) -> list[sympy.Expr]:
-    """Orders the structure suggests: L and L**2, scaled by the lets' growth (block sizes)."""
-    lets: dict[str, sympy.Expr] = {}
-    powers = {sympy.Integer(1), sympy.Integer(2)}
-    for let in pattern.lets:
-        try:
-            g = lets[let.name] = _growth(let.value, lets)
-            a = sympy.limit(sympy.log(g) / sympy.log(Lsym), Lsym, sympy.oo)
-        except (TypeError, ValueError, NotImplementedError):
-            continue
-        if a.is_Rational and 0 < a < 1:
-            powers |= {1 + a, 2 - a}
-    return [Lsym**a * sympy.log(Lsym) ** b for a in sorted(powers) for b in (0, 1, 2)]
-
-
-def _accepted_near(pattern: ir.Pattern, n: int) -> int:
-    for d in range(n):
-        for L in (n + d, n - d):
-            if L >= 1 and accepts(pattern, L):
-                return L
-    raise CombinerError("no accepted length to measure the order at")
-
 
 def order(pattern: ir.Pattern, lengths: tuple[int, ...] = (1 << 8, 1 << 10, 1 << 12)) -> sympy.Expr:
     """Growth of the total pairs: the structural candidate whose ratio to the exact counts is
     flattest over `lengths` (log-log slope closest to 0)."""
-    Ls = [_accepted_near(pattern, n) for n in lengths]
+    Ls = [accepted_length_near(pattern, n) for n in lengths]
     totals = []
     for L in Ls:
         f = cost_at(pattern, L)
@@ -586,4 +351,4 @@ def order(pattern: ir.Pattern, lengths: tuple[int, ...] = (1 << 8, 1 << 10, 1 <<
         x = [float(sympy.log(L)) for L in Ls]
         return abs((r[-1] - r[0]) / (x[-1] - x[0]))
 
-    return min(_candidates(pattern), key=slope)
+    return min(candidate_orders(pattern), key=slope)
