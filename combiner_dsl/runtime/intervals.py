@@ -146,7 +146,14 @@ class Bounds:
         bound = torch.pow(torch.maximum(x.lo.abs(), x.hi.abs()).double(), y.hi.double())
         lo = torch.where(x.lo >= 0, nonneg.lo, -bound)
         hi = torch.where(x.lo >= 0, nonneg.hi, bound)
-        return Interval(_saturate(torch.floor(lo - lo.abs() * 1e-12) - 1), _saturate(torch.ceil(hi + hi.abs() * 1e-12) + 1))
+        loose = Interval(_saturate(torch.floor(lo - lo.abs() * 1e-12) - 1), _saturate(torch.ceil(hi + hi.abs() * 1e-12) + 1))
+        # where nothing can overflow, the integer corners are exact (a loose 2**7 would keep
+        # every dyadic tile mixed)
+        exact = (x.lo >= 0) & (hi < 2.0**52)
+        if not bool(exact.any()):
+            return loose
+        ints = _corners(torch.pow, Interval(torch.clamp(x.lo, min=0), torch.clamp(x.hi, min=0)), Interval(y.lo.clamp(max=62), y.hi.clamp(max=62)))
+        return Interval(torch.where(exact, ints.lo, loose.lo), torch.where(exact, ints.hi, loose.hi))
 
     @staticmethod
     def abs(a: object) -> Interval:
