@@ -1,0 +1,304 @@
+"""Combiner attention on a plan, in plain torch: summary pass, one pass per segment, merge.
+
+Everything is batched: the summary pass runs one matmul per chunk of same-size regions (the at()
+units of a region share it), and each segment pass runs chunks of query tiles, gathering their key
+tiles and unit summaries into [B, H, tiles, ...] blocks. No tensor is ever L x L. Softmax statistics
+are float32 (float64 for float64 inputs); segments combine through their log-sum-exp.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .plan import Bucket, PatternPlan, Plan, Segment  # runtime-import
+
+BUDGET = 1 << 20  # floats in the largest intermediate of one chunk: small enough to stay in cache
+NEG_INF = float("-inf")
+MASKED = -1.0e30  # logit of a masked entry: exp() underflows to exactly 0 beside any real logit
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> None:
+    """Clear errors for anything but three [B, H, L, D] float tensors of one dtype on one device."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"{name} must have shape [B, H, L, D], got {tuple(x.shape)}")
+        if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    if k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"q, k and v must have the same shape [B, H, L, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise TypeError(f"q, k and v must have the same dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if k.device != q.device or v.device != q.device:
+        raise ValueError(f"q, k and v must be on the same device, got {q.device}, {k.device}, {v.device}")
+    if q.shape[-1] == 0:
+        raise ValueError("the head dimension D must be at least 1")
+    if scale is not None and (isinstance(scale, bool) or not (isinstance(scale, int | float) and math.isfinite(scale))):
+        raise TypeError(f"scale must be a finite number or None, got {scale!r}")
+
+
+def _spans(n: int, per_item: int) -> list[tuple[int, int]]:
+    step = max(1, BUDGET // max(1, per_item))
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+# ---------------------------------------------------------------- summary pass
+
+
+def _pooled(x: torch.Tensor, pool: str, valid: torch.Tensor | None, sizes: torch.Tensor) -> torch.Tensor:
+    """Pool [B, H, n, S, D] over S (only the valid members; valid None: all are)."""
+    if pool == "max":
+        return (x if valid is None else x.masked_fill(~valid[..., None], NEG_INF)).amax(-2)
+    total = (x if valid is None else x.masked_fill(~valid[..., None], 0.0)).sum(-2)
+    return total / sizes[:, None].to(x.dtype) if pool == "mean" else total
+
+
+def _rows(x: torch.Tensor, idx: torch.Tensor, run: tuple[int, int] | None, a: int, b: int) -> torch.Tensor:
+    """x[:, :, idx[a:b]] as [B, H, n, S, D]: a strided view when idx is an arithmetic run, else a gather."""
+    if run is None:
+        return x[:, :, idx[a:b].clamp(min=0)]
+    B, H, _L, D = x.shape
+    start, stride = run
+    S = idx.shape[1]
+    sb, sh, sl, sd = x.stride()
+    return x.as_strided((B, H, b - a, S, D), (sb, sh, stride * sl, sl, sd), x.storage_offset() + (start + a * stride) * sl)
+
+
+PER_HEAD_MAX = 16  # up to this many (batch, head) pairs, loop over them rather than copy strided members
+
+
+def _expectation(qbar: torch.Tensor, km: torch.Tensor, vm: torch.Tensor, scale: float, valid: torch.Tensor | None) -> torch.Tensor:
+    """Local expectation of each unit: softmax over its region's members of scale * qbar . k_j, times v_j."""
+    logits = torch.matmul(qbar, km.transpose(-1, -2)) * scale  # [..., n, units, S]
+    if valid is not None:
+        logits = logits.masked_fill(~valid[:, None, :], NEG_INF)
+    return torch.matmul(torch.softmax(logits, dim=-1), vm)
+
+
+def _bucket_pass(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bk: Bucket, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    B, H, _, D = q.shape
+    R, S = bk.members.shape
+    Ur = bk.query_pos.shape[1]
+    kbars, vbars = [], []
+    for a, b in _spans(R, B * H * max(S * D, Ur * S)):
+        valid = bk.members[a:b] >= 0 if bk.padded else None
+        sizes = bk.sizes[a:b]
+        km, vm = _rows(k, bk.members, bk.member_run, a, b), _rows(v, bk.members, bk.member_run, a, b)
+        if bk.query_pool is not None:
+            qbar = _pooled(_rows(q, bk.members, bk.member_run, a, b), bk.query_pool, valid, sizes)[:, :, :, None, :].expand(-1, -1, -1, Ur, -1)
+        else:
+            qbar = _rows(q, bk.query_pos, bk.query_run, a, b)
+        if bk.key_pool is not None:
+            kbar = _pooled(km, bk.key_pool, valid, sizes)[:, :, :, None, :].expand(-1, -1, -1, Ur, -1)
+        else:
+            kbar = _rows(k, bk.key_pos, bk.key_run, a, b)
+        if S == 1:  # a one-key region: its local expectation is that key's value
+            vbar = vm.expand(-1, -1, -1, Ur, -1)
+        elif bk.member_run is not None and bk.member_run[1] == S and B * H <= PER_HEAD_MAX:
+            # back-to-back regions: per head the members are one contiguous block, which a 3-D bmm
+            # reads in place (a 5-D matmul would first copy the strided view)
+            vbar = torch.stack([_expectation(qbar[b, h], km[b, h], vm[b, h], scale, valid) for b in range(B) for h in range(H)]).view(B, H, b - a, Ur, D)
+        else:
+            vbar = _expectation(qbar, km, vm, scale, valid)
+        kbars.append(kbar.reshape(B, H, -1, D))
+        vbars.append(vbar.reshape(B, H, -1, D))
+    return torch.cat(kbars, 2), torch.cat(vbars, 2)
+
+
+def summary_pass(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Plan, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """kbar, vbar [B, H, U, D] for every unit slot of the plan (padding slots hold harmless values)."""
+    B, H, _, D = q.shape
+    if not plan.buckets:
+        return q.new_zeros(B, H, 0, D), q.new_zeros(B, H, 0, D)
+    parts = [_bucket_pass(q, k, v, bk, scale) for bk in plan.buckets]
+    return torch.cat([p[0] for p in parts], 2), torch.cat([p[1] for p in parts], 2)
+
+
+# ---------------------------------------------------------------- segment passes
+
+
+def _tiles(x: torch.Tensor, slots: torch.Tensor | None, tile: int) -> torch.Tensor:
+    """[B, H, n_tiles, tile, D] view (natural order) or gather (sorted order) of x."""
+    B, H, L, D = x.shape
+    if slots is None:
+        n = -(-L // tile)
+        if n * tile != L:
+            x = torch.nn.functional.pad(x, (0, 0, 0, n * tile - L))
+        return x.view(B, H, n, tile, D)
+    return x[:, :, slots.clamp(min=0)].view(B, H, -1, tile, D)
+
+
+TileSet = slice | torch.Tensor  # query tiles of one chunk: a (strided) slice, or explicit indices
+
+
+def _as_tiles(idx: list[int], device: torch.device) -> TileSet:
+    """A slice when the tile indices form an arithmetic progression (views, no gathers), else a tensor."""
+    if len(idx) == 1:
+        return slice(idx[0], idx[0] + 1)
+    step = idx[1] - idx[0]
+    if step > 0 and all(idx[n + 1] - idx[n] == step for n in range(len(idx) - 1)):
+        return slice(idx[0], idx[-1] + 1, step)
+    return torch.tensor(idx, device=device)
+
+
+def _direct_keys(xt: torch.Tensor, seg: Segment, tiles: TileSet, dm: int) -> list[torch.Tensor]:
+    """Key (or value) tiles of the chunk's direct slots: [B, H, c, Tk, D] per slot.
+
+    A slot whose key tile is the query tile shifted by a constant (block-diagonal and banded
+    patterns) is a slice of the tiled keys; any other slot is gathered.
+    """
+    dt = seg.direct_tiles[tiles, :dm].long()
+    rows = torch.arange(seg.direct_tiles.shape[0], device=dt.device)[tiles]
+    out = []
+    for j in range(dm):
+        col = dt[:, j]
+        shift = int(col[0] - rows[0])
+        if isinstance(tiles, slice) and bool((col >= 0).all()) and bool((col == rows + shift).all()):
+            out.append(xt[:, :, slice(tiles.start + shift, tiles.stop + shift, tiles.step)])
+        else:
+            out.append(xt[:, :, col.clamp(min=0)])
+    return out
+
+
+def _unit_keys(kbar: torch.Tensor, vbar: torch.Tensor, seg: Segment, tiles: TileSet, um: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unit keys and values [B, H, c, W, D] (or [B, H, 1, W, D] shared by the chunk) and the keep-mask [c, T, W].
+
+    When the chunk's units are a dense id range (Combiner-Fixed: a prefix) every tile takes that
+    slice of kbar, with the mask scattered onto it; otherwise each tile gathers its own units.
+    """
+    ul = seg.unit_lists[tiles, :um].long()
+    sel = seg.unit_masks[tiles, :, :um]
+    real = ul >= 0
+    lo = int(torch.where(real, ul, ul.max()).min())
+    hi = int(ul.max()) + 1
+    if hi - lo <= 2 * um:
+        c, T = sel.shape[0], sel.shape[1]
+        width = hi - lo
+        keep = torch.zeros(c, T, width + 1, dtype=torch.bool, device=sel.device)
+        keep.scatter_(2, torch.where(real, ul - lo, width)[:, None, :].expand(c, T, um), sel)
+        return kbar[:, :, None, lo:hi], vbar[:, :, None, lo:hi], keep[:, :, :width]
+    at = ul.clamp(min=0)
+    return kbar[:, :, at], vbar[:, :, at], sel
+
+
+def segment_pass(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kbar: torch.Tensor, vbar: torch.Tensor, seg: Segment, scale: float, need_lse: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One segment's softmax, per query in natural order: normalised output and log-sum-exp (-inf: no logit)."""
+    B, H, L, D = q.shape
+    T, Tk = seg.tile_q, seg.tile_k
+    qt = _tiles(q, seg.query_slots, T)
+    kt, vt = _tiles(k, seg.key_slots, Tk), _tiles(v, seg.key_slots, Tk)
+    nq = qt.shape[2]
+    nd = (seg.direct_tiles >= 0).sum(1)
+    nu = (seg.unit_lists >= 0).sum(1)
+    # tiles with the same number of direct slots share chunks (no padding to the widest), in
+    # natural order otherwise: a class is then usually an arithmetic progression of tiles
+    order = torch.argsort(nd, stable=True).tolist()
+    nd_l, nu_l = nd.tolist(), nu.tolist()
+    out = q.new_empty(B, H, nq, T, D)  # every tile is written below (a tile with no logit: zeros)
+    lse = q.new_full((B, H, nq, T), NEG_INF) if need_lse else None
+    a = 0
+    while a < nq:  # as many tiles as fit the budget
+        b, dm, um = a + 1, nd_l[order[a]], nu_l[order[a]]
+        while b < nq and nd_l[order[b]] == dm:
+            um2 = max(um, nu_l[order[b]])
+            if (b + 1 - a) * T * (dm * Tk + um2 + 1) * B * H > BUDGET:
+                break
+            b, um = b + 1, um2
+        tiles = _as_tiles(order[a:b], seg.direct_tiles.device)
+        if dm or um:
+            # scaling the chunk's queries is also the copy a matmul would make of a strided slice
+            o, s = _chunk(qt[:, :, tiles] * scale, kt, vt, kbar, vbar, seg, tiles, dm, um, need_lse)
+            out[:, :, tiles] = o
+            if lse is not None:
+                lse[:, :, tiles] = s
+        else:
+            out[:, :, tiles] = 0.0
+        a = b
+    out = out.view(B, H, -1, D)
+    lse = lse.view(B, H, -1) if lse is not None else None
+    if seg.query_slots is None:
+        return out[:, :, :L], None if lse is None else lse[:, :, :L]
+    where = torch.empty(L, dtype=torch.int64, device=seg.query_slots.device)
+    filled = (seg.query_slots >= 0).nonzero().flatten()
+    where[seg.query_slots[filled]] = filled
+    return out[:, :, where], None if lse is None else lse[:, :, where]
+
+
+def _chunk(
+    qc: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor, kbar: torch.Tensor, vbar: torch.Tensor, seg: Segment, tiles: TileSet, dm: int, um: int, need_lse: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The chunk's query tiles: one matmul against all their keys (direct tiles, then units), one softmax."""
+    c = qc.shape[2]
+    keys, values, keep = [], [], []
+    if dm:
+        keys += _direct_keys(kt, seg, tiles, dm)
+        values += _direct_keys(vt, seg, tiles, dm)
+        keep.append(seg.direct_masks[tiles, :dm].permute(0, 2, 1, 3).flatten(2, 3))
+    if um:
+        kb, vb, sel = _unit_keys(kbar, vbar, seg, tiles, um)
+        keys.append(kb.expand(-1, -1, c, -1, -1))
+        values.append(vb.expand(-1, -1, c, -1, -1))
+        keep.append(sel)
+    kc = keys[0] if len(keys) == 1 else torch.cat(keys, 3)
+    vc = values[0] if len(values) == 1 else torch.cat(values, 3)
+    mask = keep[0] if len(keep) == 1 else torch.cat(keep, 2)
+    B, H, c, T, D = qc.shape
+    W = kc.shape[3]
+    # explicit 3-D bmm: torch.matmul would copy the transposed 5-D key block first
+    s = torch.bmm(qc.reshape(B * H * c, T, D), kc.reshape(B * H * c, W, D).transpose(1, 2)).view(B, H, c, T, W)
+    # a large finite fill, not -inf: a row with no logit stays finite (and is zeroed below), while a
+    # masked entry next to a real logit still gets exactly zero weight and zero gradient
+    drop = ~mask
+    if bool(drop.any()):  # full tiles need no mask at all
+        s = s.masked_fill_(drop, MASKED) if not (torch.is_grad_enabled() and s.requires_grad) else s.masked_fill(drop, MASKED)
+    has = seg.row_has[tiles]
+    lse = torch.where(has, torch.logsumexp(s, -1), NEG_INF) if need_lse else None
+    out = torch.bmm(torch.softmax(s, -1).view(B * H * c, T, W), vc.reshape(B * H * c, W, D)).view(B, H, c, T, D)
+    if not bool(has.all()):
+        out = out * has[..., None].to(qc.dtype)
+    return out, lse
+
+
+def merge(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Combine normalised segment outputs through their log-sum-exp (zero output where no logit at all)."""
+    if len(parts) == 1:
+        return parts[0]
+    stacked = torch.stack([p[1] for p in parts])
+    none = (stacked == NEG_INF).all(0)  # rows without any logit: keep -inf out of logsumexp (NaN gradients)
+    lse_safe = torch.logsumexp(torch.where(none, 0.0, stacked), 0)
+    out = sum(torch.exp(p[1] - lse_safe)[..., None] * p[0] for p in parts)
+    return out, torch.where(none, NEG_INF, lse_safe)
+
+
+def plan_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Plan, scale: float, need_lse: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One joint softmax (compute dtype in, compute dtype out): output, and log-sum-exp if asked."""
+    kbar, vbar = summary_pass(q, k, v, plan, scale)
+    active = [seg for seg in plan.segments() if seg.direct_tiles.shape[1] or seg.unit_lists.shape[1]]
+    if not active:  # no query has a logit: zeros, still attached to q (zero gradients, not an error)
+        B, H, L, _ = q.shape
+        return torch.where(torch.zeros_like(q, dtype=torch.bool), q, 0.0), q.new_full((B, H, L), NEG_INF)
+    lse_too = need_lse or len(active) > 1
+    parts = [segment_pass(q, k, v, kbar, vbar, seg, scale, lse_too) for seg in active]
+    return merge(parts) if len(parts) > 1 else parts[0]  # type: ignore[arg-type]
+
+
+def combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: PatternPlan, scale: float | None = None) -> torch.Tensor:
+    """The pattern's attention output, in q's dtype (inputs already checked; plan on q's device)."""
+    D = q.shape[-1]
+    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    dt = compute_dtype(q.dtype)
+    qc, kc, vc = (x.to(dt).contiguous() for x in (q, k, v))
+    outs = [plan_attention(qc, kc, vc, p, scale)[0] for p in plan.plans]
+    out = outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
+    return out.to(q.dtype)

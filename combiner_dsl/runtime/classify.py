@@ -1,0 +1,392 @@
+"""Tile classification: which (query tile, key tile) pairs are direct, which units each query tile selects.
+
+The interval domain answers all-true / all-false / mixed for a whole box at once; only mixed boxes
+are evaluated point by point. Feature values (`i // s`, `i % w`, ...) enter as their exact per-tile
+ranges, which keeps the boxes tight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .intervals import Bounds, Interval  # runtime-import
+from .ops import Exact  # runtime-import
+from .tiling import Enumeration, Fn, Members, Order, as_bool, as_interval, as_long, as_tri, chunks, interval_env, tile_bounds  # runtime-import
+
+
+def exact_env(base: Mapping[str, Any], values: Mapping[str, torch.Tensor], pos: torch.Tensor, side: str) -> dict[str, Any]:
+    """Env with position tensor `pos` (-1 padding is read as 0 and masked by the caller) and its features."""
+    env = dict(base)
+    at = pos.clamp(min=0)
+    for name, vals in values.items():
+        if name == side or (name.startswith("@") and name[1] == side):
+            env[name] = vals[at]
+    return env
+
+
+def side_values(values: Mapping[str, torch.Tensor], side: str) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in values.items() if k == side or (k.startswith("@") and k[1] == side)}
+
+
+# ---------------------------------------------------------------- direct tile pairs
+
+
+def direct_pairs(pred: Fn, q: Order, k: Order, values: Mapping[str, torch.Tensor], env: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(query tile, key tile, full) for every pair holding some direct key, refining coarse boxes 4-way."""
+    levels = (max(q.n_tiles, k.n_tiles, 1) - 1).bit_length()
+    tq = tile_bounds(q, side_values(values, "i"), levels)
+    tk = tile_bounds(k, side_values(values, "j"), levels)
+    cq = torch.zeros(1, dtype=torch.int64)
+    ck = torch.zeros(1, dtype=torch.int64)
+    full = torch.zeros(1, dtype=torch.bool)
+    for lev in range(levels, -1, -1):
+        keep = (tq.count[lev][cq] > 0) & (tk.count[lev][ck] > 0)
+        cq, ck, full = cq[keep], ck[keep], full[keep]
+        todo = (~full).nonzero().flatten()
+        drop = torch.zeros_like(full)
+        for a, b in chunks(todo.numel(), 64):
+            at = todo[a:b]
+            scope = interval_env(interval_env(env, tq, lev, cq[at], (b - a,)), tk, lev, ck[at], (b - a,))
+            tri = as_tri(pred(Bounds, scope), (b - a,))
+            drop[at] = ~tri.can_true
+            full[at] = tri.all_true
+        cq, ck, full = cq[~drop], ck[~drop], full[~drop]
+        if lev > 0:
+            cq = (cq[:, None] * 2 + torch.tensor([0, 0, 1, 1])).flatten()
+            ck = (ck[:, None] * 2 + torch.tensor([0, 1, 0, 1])).flatten()
+            full = full.repeat_interleave(4)
+    keep = (cq < q.n_tiles) & (ck < k.n_tiles)
+    cq, ck, full = cq[keep], ck[keep], full[keep]
+    full = full & (tq.count[0][cq] == q.tile) & (tk.count[0][ck] == k.tile)
+    return cq, ck, full
+
+
+def direct_masks(
+    pred: Fn, q: Order, k: Order, cq: torch.Tensor, ck: torch.Tensor, full: torch.Tensor, values: Mapping[str, torch.Tensor], env: Mapping[str, Any]
+) -> torch.Tensor:
+    """Exact [n, tile_q, tile_k] membership for the given pairs (full pairs are all true)."""
+    out = torch.ones(cq.numel(), q.tile, k.tile, dtype=torch.bool)
+    mixed = (~full).nonzero().flatten()
+    qt, kt = q.tiles(), k.tiles()
+    for a, b in chunks(mixed.numel(), q.tile * k.tile * 4):
+        at = mixed[a:b]
+        i = qt[cq[at]][:, :, None]
+        j = kt[ck[at]][:, None, :]
+        scope = exact_env(exact_env(env, values, i, "i"), values, j, "j")
+        shape = (b - a, q.tile, k.tile)
+        out[at] = as_bool(pred(Exact, scope), shape) & (i >= 0) & (j >= 0)
+    return out
+
+
+# ---------------------------------------------------------------- unit selection
+
+
+@dataclass
+class Selection:
+    """One partition's selections in one tiling: columns of a tile (every real query of it, or a
+    mask), and single cells."""
+
+    full_tile: torch.Tensor
+    full_key: torch.Tensor
+    col_tile: torch.Tensor
+    col_key: torch.Tensor
+    col_mask: torch.Tensor  # bool [n, T]
+    cell_tile: torch.Tensor
+    cell_slot: torch.Tensor
+    cell_key: torch.Tensor
+
+    def keys(self) -> torch.Tensor:
+        return torch.cat([self.full_key, self.col_key, self.cell_key])
+
+    def tile_unit_pairs(self) -> int:
+        """How many (tile, unit) pairs (an estimate: a unit reached from two binder tuples counts twice)."""
+        cells = torch.unique(torch.stack([self.cell_tile, self.cell_key]), dim=1).shape[1] if self.cell_key.numel() else 0
+        return int(self.full_key.numel() + self.col_key.numel() + cells)
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """A partition at one L: its regions, their members, and the tuples of select's free binders."""
+
+    name: str
+    regions: Enumeration
+    members: Members
+    free: Enumeration
+    solved: tuple[tuple[str, Fn], ...]
+    residual: Fn
+    query_at: Fn | None
+    key_at: Fn | None
+    free_fn: Fn | None = None  # derived selection: its free-key predicate and the regions' forest
+    forest: Forest | None = None
+
+
+def unit_key(region: torch.Tensor, qpos: torch.Tensor, kpos: torch.Tensor, L: int) -> torch.Tensor:
+    """One int64 per (region, query position, key position); -1 positions mean pooled."""
+    return (region * (L + 1) + qpos + 1) * (L + 1) + kpos + 1
+
+
+def _keys(ps: PartitionState, scope: Mapping[str, Any], shape: tuple[int, ...], L: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unit key, whether the region exists and is non-empty, and whether the at(...) positions lie in it."""
+    rid = ps.regions.lookup({n: as_long(scope[n], shape) for n in ps.regions.names})
+    ok = rid >= 0
+    rid = rid.clamp(min=0)
+    ok = ok & (ps.members.sizes[rid] > 0)
+    inside = torch.ones(shape, dtype=torch.bool)
+    none = torch.full(shape, -1, dtype=torch.int64)
+    pos = []
+    for fn in (ps.query_at, ps.key_at):
+        p = none if fn is None else as_long(fn(Exact, scope), shape)
+        if fn is not None:
+            inside = inside & (p >= 0) & (p < L) & ps.members.contains(rid, p.clamp(min=0, max=max(0, L - 1)), L)
+        pos.append(p.clamp(min=-1, max=L))
+    return unit_key(rid, pos[0], pos[1], L), ok, inside
+
+
+def _check_c3(ps: PartitionState, chosen: torch.Tensor, inside: torch.Tensor, L: int) -> None:
+    if bool((chosen & ~inside).any()):
+        raise ValueError(f"an at(...) position of partition `{ps.name}` lies outside its region at L = {L} (check C3)")
+
+
+def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], L: int) -> Selection:
+    if ps.free_fn is not None:
+        return derived_units(ps, order, values, env, L)
+    T = order.tile
+    tb = tile_bounds(order, side_values(values, "i"), 0)
+    tiles = order.tiles()
+    count = tb.count[0][: order.n_tiles]
+    live = (count > 0).nonzero().flatten()
+    F = ps.free.count
+    fulls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    cols: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    cells: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for a, b in chunks(live.numel() * F, 8 * T):
+        flat = torch.arange(a, b)
+        t = live[torch.div(flat, F, rounding_mode="floor")]
+        f = flat % F
+        n = b - a
+        free = {k: v[f] for k, v in ps.free.values.items()}
+        scope: dict[str, Any] = {**interval_env(env, tb, 0, t, (n,)), **free}
+        point = torch.ones(n, dtype=torch.bool)
+        for name, fn in ps.solved:
+            iv = as_interval(fn(Bounds, scope), (n,))
+            scope[name] = iv
+            point &= iv.lo == iv.hi
+        res = as_tri(ps.residual(Bounds, scope), (n,))
+        for fn in (ps.query_at, ps.key_at):
+            if fn is not None:
+                iv = as_interval(fn(Bounds, scope), (n,))
+                point &= iv.lo == iv.hi
+        keep = res.can_true
+        # uniform pairs: one unit for the whole tile, so the key comes from the tile's first query
+        # (always a real one) and only a mixed residual needs an exact column
+        uni = (keep & point).nonzero().flatten()
+        if uni.numel():
+            m = uni.numel()
+            tu = t[uni]
+            bound = {k: v[uni][:, None] for k, v in free.items()}
+            for name, _ in ps.solved:
+                bound[name] = scope[name].lo[uni][:, None]
+            key, ok, inside = _keys(ps, {**exact_env(env, values, tiles[tu, :1], "i"), **bound}, (m, 1), L)
+            key, ok, inside = key[:, 0], ok[:, 0], inside[:, 0]
+            _check_c3(ps, ok, inside, L)
+            whole = ok & res.all_true[uni]
+            fulls.append((tu[whole], key[whole]))
+            mixed = (ok & ~res.all_true[uni]).nonzero().flatten()
+            if mixed.numel():
+                i = tiles[tu[mixed]]
+                sub = {**exact_env(env, values, i, "i"), **{k: v[mixed] for k, v in bound.items()}}
+                mask = (i >= 0) & as_bool(ps.residual(Exact, sub), (mixed.numel(), T))
+                hit = mask.any(1)
+                cols.append((tu[mixed][hit], key[mixed][hit], mask[hit]))
+        rest = (keep & ~point).nonzero().flatten()
+        if rest.numel():
+            m = rest.numel()
+            i = tiles[t[rest]]
+            e_scope: dict[str, Any] = {**exact_env(env, values, i, "i"), **{k: v[rest][:, None] for k, v in free.items()}}
+            for name, fn in ps.solved:
+                e_scope[name] = as_long(fn(Exact, e_scope), (m, T))
+            key, ok, inside = _keys(ps, e_scope, (m, T), L)
+            ok = ok & (i >= 0) & as_bool(ps.residual(Exact, e_scope), (m, T))
+            _check_c3(ps, ok, inside, L)
+            hit = ok.nonzero()
+            cells.append((t[rest][hit[:, 0]], hit[:, 1], key[hit[:, 0], hit[:, 1]]))
+    empty = torch.zeros(0, dtype=torch.int64)
+    return Selection(
+        torch.cat([c[0] for c in fulls]) if fulls else empty,
+        torch.cat([c[1] for c in fulls]) if fulls else empty,
+        torch.cat([c[0] for c in cols]) if cols else empty,
+        torch.cat([c[1] for c in cols]) if cols else empty,
+        torch.cat([c[2] for c in cols]) if cols else torch.zeros(0, T, dtype=torch.bool),
+        torch.cat([c[0] for c in cells]) if cells else empty,
+        torch.cat([c[1] for c in cells]) if cells else empty,
+        torch.cat([c[2] for c in cells]) if cells else empty,
+    )
+
+
+# ---------------------------------------------------------------- derived selection
+
+
+@dataclass(frozen=True)
+class Forest:
+    """The non-empty regions of a partition as an inclusion forest (regions must be nested or disjoint)."""
+
+    parent: torch.Tensor  # [R]: the smallest strict superset, -1 for a root (and for empty regions)
+    child_offsets: torch.Tensor  # children of r: child_ids[child_offsets[r] : child_offsets[r + 1]]
+    child_ids: torch.Tensor
+    roots: torch.Tensor
+    lo: dict[str, torch.Tensor]  # per j-side value ("j", "@j0", ...): its min over each region's members
+    hi: dict[str, torch.Tensor]
+    pyramid: tuple[dict[str, list[torch.Tensor]], dict[str, list[torch.Tensor]]]  # see member_pyramid
+
+
+def forest(name: str, mem: Members, values: Mapping[str, torch.Tensor]) -> Forest:
+    R = mem.sizes.numel()
+    rid = torch.repeat_interleave(torch.arange(R), mem.sizes)
+    # each key's regions, largest first: in a nested-or-disjoint family the one before a region is its parent
+    order = torch.argsort(rid, stable=True)
+    order = order[torch.argsort(-mem.sizes[rid[order]], stable=True)]
+    order = order[torch.argsort(mem.keys[order], stable=True)]
+    k_sorted, r_sorted = mem.keys[order], rid[order]
+    before = torch.full_like(r_sorted, -1)
+    same = k_sorted[1:] == k_sorted[:-1]
+    before[1:] = torch.where(same, r_sorted[:-1], -1)
+    cand = torch.empty_like(before)
+    cand[order] = before
+    parent = torch.full((R,), -1, dtype=torch.int64)
+    nonempty = mem.sizes > 0
+    parent[nonempty] = cand[mem.offsets[nonempty]]
+    if rid.numel() and not bool((cand == parent[rid]).all()):
+        raise ValueError(f"derived selection of `{name}` needs regions that are nested or disjoint at this length; write a `select`")
+    kids = (parent >= 0).nonzero().flatten()
+    kids = kids[torch.argsort(parent[kids], stable=True)]
+    counts = torch.bincount(parent[kids], minlength=R)
+    offsets = torch.zeros(R + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(counts, 0)
+    lo, hi = {}, {}
+    for key, vals in side_values(values, "j").items():
+        v = vals[mem.keys]
+        lo[key] = torch.full((R,), 2**62, dtype=torch.int64).scatter_reduce(0, rid, v, "amin")
+        hi[key] = torch.full((R,), -(2**62), dtype=torch.int64).scatter_reduce(0, rid, v, "amax")
+    return Forest(parent, offsets, kids, (nonempty & (parent < 0)).nonzero().flatten(), lo, hi, member_pyramid(mem, values))
+
+
+def member_pyramid(mem: Members, values: Mapping[str, torch.Tensor]) -> tuple[dict[str, list[torch.Tensor]], dict[str, list[torch.Tensor]]]:
+    """Min / max of each j-side value over aligned blocks of 1, 2, 4, ... consecutive member entries."""
+    n = max(1, mem.keys.numel())
+    size = 1 << (n - 1).bit_length()
+    lo: dict[str, list[torch.Tensor]] = {}
+    hi: dict[str, list[torch.Tensor]] = {}
+    for key, vals in side_values(values, "j").items():
+        v = vals[mem.keys] if mem.keys.numel() else torch.zeros(0, dtype=torch.int64)
+        lo[key] = [torch.nn.functional.pad(v, (0, size - v.numel()), value=2**62)]
+        hi[key] = [torch.nn.functional.pad(v, (0, size - v.numel()), value=-(2**62))]
+        while lo[key][-1].numel() > 1:
+            lo[key].append(lo[key][-1].view(-1, 2).amin(1))
+            hi[key].append(hi[key][-1].view(-1, 2).amax(1))
+    return lo, hi
+
+
+def _contained(
+    free: Fn,
+    mem: Members,
+    pyramid: tuple[dict[str, list[torch.Tensor]], dict[str, list[torch.Tensor]]],
+    region: torch.Tensor,
+    query: torch.Tensor,
+    values: Mapping[str, torch.Tensor],
+    env: Mapping[str, Any],
+) -> torch.Tensor:
+    """For each (region, query) pair: is every member of the region free for the query?
+
+    Bisects the region's run of member entries: a block whose value ranges make the predicate
+    all-true is fine, all-false refutes the pair, mixed splits in two; single entries are exact.
+    """
+    lo, hi = pyramid
+    start = mem.offsets[region]
+    stop = start + mem.sizes[region]
+    level = int((mem.sizes[region].max() - 1).clamp(min=0)).bit_length() if region.numel() else 0
+    ok = torch.ones(region.numel(), dtype=torch.bool)
+    pair = torch.arange(region.numel()).repeat_interleave(2)
+    block = torch.stack([start >> level, (start >> level) + 1], 1).flatten()
+    qenv = exact_env(env, values, query, "i")
+    while pair.numel():
+        width = 1 << level
+        inside = (block * width < stop[pair]) & ((block + 1) * width > start[pair]) & ok[pair]
+        pair, block = pair[inside], block[inside]
+        scope = {k: (v[pair] if isinstance(v, torch.Tensor) and v.dim() == 1 and k in values else v) for k, v in qenv.items()}
+        scope.update({k: Interval(lo[k][level][block], hi[k][level][block]) for k in lo})
+        tri = as_tri(free(Bounds, scope), (pair.numel(),))
+        ok[pair[~tri.can_true]] = False
+        if level == 0:
+            ok[pair[tri.can_false]] = False
+            break
+        split = tri.mixed & ok[pair]
+        pair = pair[split].repeat_interleave(2)
+        block = (block[split][:, None] * 2 + torch.tensor([0, 1])).flatten()
+        level -= 1
+    return ok
+
+
+def derived_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], L: int) -> Selection:
+    """Derived selection: the inclusion-maximal non-empty regions inside the free keys of each query.
+
+    Walks the inclusion forest top-down per query tile: a region contained for a query is selected
+    and its subtree skipped for that query; a region holding no free key prunes its subtree.
+    """
+    assert ps.free_fn is not None and ps.forest is not None
+    T, fo, free = order.tile, ps.forest, ps.free_fn
+    tiles = order.tiles()
+    tb = tile_bounds(order, side_values(values, "i"), 0)
+    live = (tb.count[0][: order.n_tiles] > 0).nonzero().flatten()
+    t = live.repeat_interleave(fo.roots.numel())
+    reg = fo.roots.repeat(live.numel())
+    covered = tiles[t] < 0  # queries already under a selected ancestor (and padding)
+    fulls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    cells: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    at_free = ps.query_at is None and ps.key_at is None
+    while t.numel():
+        n = t.numel()
+        box = {**interval_env(env, tb, 0, t, (n,)), **{k: Interval(fo.lo[k][reg], fo.hi[k][reg]) for k in fo.lo}}
+        tri = as_tri(free(Bounds, box), (n,))
+        whole = tri.all_true & ~covered.any(1) & at_free
+        fulls.append((t[whole], reg[whole]))
+        # per query: an interval box of one query against the region's hull usually decides
+        todo = (tri.can_true & ~whole).nonzero().flatten()
+        tt, rr, cov = t[todo], reg[todo], covered[todo]
+        i = tiles[tt]
+        pbox = {**exact_env(env, values, i, "i"), **{k: Interval(fo.lo[k][rr][:, None], fo.hi[k][rr][:, None]) for k in fo.lo}}
+        ptri = as_tri(free(Bounds, pbox), (todo.numel(), T))
+        inside = ptri.all_true & ~cov
+        unsure = (ptri.mixed & ~cov).nonzero()
+        if unsure.numel():
+            inside[unsure[:, 0], unsure[:, 1]] = _contained(free, ps.members, fo.pyramid, rr[unsure[:, 0]], i[unsure[:, 0], unsure[:, 1]], values, env)
+        hit = inside.nonzero()
+        cells.append((tt[hit[:, 0]], hit[:, 1], rr[hit[:, 0]]))
+        # descend where some uncovered query meets a free key of the region but does not contain it
+        cov = cov | inside
+        go = (~cov & ptri.can_true).any(1)
+        tt, rr, cov = tt[go], rr[go], cov[go]
+        nkids = fo.child_offsets[rr + 1] - fo.child_offsets[rr]
+        parent_of = torch.repeat_interleave(torch.arange(tt.numel()), nkids)
+        local = torch.arange(int(nkids.sum())) - torch.repeat_interleave(torch.cumsum(nkids, 0) - nkids, nkids)
+        t, reg, covered = tt[parent_of], fo.child_ids[fo.child_offsets[rr[parent_of]] + local], cov[parent_of]
+    empty = torch.zeros(0, dtype=torch.int64)
+    full_t = torch.cat([f[0] for f in fulls]) if fulls else empty
+    full_r = torch.cat([f[1] for f in fulls]) if fulls else empty
+    none = torch.full_like(full_r, -1)
+    cell_t, cell_s, cell_r = (torch.cat([c[k] for c in cells]) if cells else empty for k in range(3))
+    q = tiles[cell_t, cell_s]
+    scope = {**exact_env(env, values, q, "i"), **{n: v[cell_r] for n, v in ps.regions.values.items()}}
+    shape = (cell_r.numel(),)
+    pos = []
+    for fn in (ps.query_at, ps.key_at):
+        p = torch.full(shape, -1, dtype=torch.int64) if fn is None else as_long(fn(Exact, scope), shape)
+        if fn is not None:
+            _check_c3(ps, torch.ones(shape, dtype=torch.bool), (p >= 0) & (p < L) & ps.members.contains(cell_r, p.clamp(0, max(0, L - 1)), L), L)
+        pos.append(p)
+    return Selection(
+        full_t, unit_key(full_r, none, none, L), empty, empty, torch.zeros(0, T, dtype=torch.bool), cell_t, cell_s, unit_key(cell_r, pos[0], pos[1], L)
+    )
