@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from flex_factorization import build_flex  # bench/ is on sys.path when run as a script
 
 from combiner_dsl.codegen.torch_target import generate_torch, load_generated
 from combiner_dsl.parse import parse
@@ -37,7 +38,6 @@ from combiner_dsl.source import Source
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ("combiner_fixed", "combiner_logsparse", "combiner_axial")
-FLEX_BLOCK = 128
 
 
 # ---------------------------------------------------------------- measuring
@@ -78,95 +78,6 @@ def median_time(fn: Callable[[], Any], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-# ---------------------------------------------------------------- FlexAttention on the same factorization
-
-
-def _segment_pairs(seg: Any, L: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every (query, key) of a segment as flat tensors: direct (i, j) and unit (i, u) pairs."""
-    T, Tk = seg.tile_q, seg.tile_k
-    nq = seg.direct_tiles.shape[0]
-    qslots = seg.query_slots if seg.query_slots is not None else torch.arange(nq * T)
-    qslots = torch.where(qslots < L, qslots, -1).view(nq, T)
-    t, d, r, c = seg.direct_masks.nonzero().unbind(1)
-    kt = seg.direct_tiles[t, d].long()
-    key = kt * Tk + c
-    if seg.key_slots is not None:
-        key = seg.key_slots[key]
-    t2, r2, s2 = seg.unit_masks.nonzero().unbind(1)
-    return qslots[t, r], key, qslots[t2, r2], seg.unit_lists[t2, s2].long()
-
-
-def _routing(seg: Any, L: int, U: int) -> tuple[torch.Tensor, ...]:
-    """Gather tables answering "does query i take key j / unit u in this segment" (no search in a mask_mod)."""
-    T, Tk = seg.tile_q, seg.tile_k
-    nq = seg.direct_tiles.shape[0]
-
-    def place(slots: torch.Tensor | None, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if slots is None:
-            pos = torch.arange(L)
-        else:
-            pos = torch.empty(L, dtype=torch.int64)
-            filled = (slots >= 0).nonzero().flatten()
-            pos[slots[filled]] = filled
-        return (pos // tile).int(), (pos % tile).int()
-
-    qtile, qrow = place(seg.query_slots, T)
-    ktile, kcol = place(seg.key_slots, Tk)
-    nk = int(ktile.max()) + 1
-    slot_of = torch.full((nq, nk + 1), -1, dtype=torch.int16)
-    dt = seg.direct_tiles.long()
-    slot_of[torch.arange(nq)[:, None].expand_as(dt), torch.where(dt >= 0, dt, nk)] = torch.arange(dt.shape[1], dtype=torch.int16)[None, :].expand_as(dt)
-    upos = torch.full((nq, max(U, 1) + 1), -1, dtype=torch.int16)
-    ul = seg.unit_lists.long()
-    upos[torch.arange(nq)[:, None].expand_as(ul), torch.where(ul >= 0, ul, max(U, 1))] = torch.arange(ul.shape[1], dtype=torch.int16)[None, :].expand_as(ul)
-    dm = seg.direct_masks if seg.direct_masks.shape[1] else torch.zeros(nq, 1, T, Tk, dtype=torch.bool)
-    um = seg.unit_masks if seg.unit_masks.shape[2] else torch.zeros(nq, T, 1, dtype=torch.bool)
-    return qtile, qrow, ktile, kcol, slot_of[:, :nk].contiguous(), dm.contiguous(), upos[:, : max(U, 1)].contiguous(), um.contiguous()
-
-
-def build_flex(plan: Any, L: int) -> tuple[Any, int, int]:
-    """BlockMask for one plan (all segments): keys [0, L) real, [Lp, Lp + U) units."""
-    from torch.nn.attention.flex_attention import BlockMask
-
-    U = int(plan.n_units)
-    nQ = -(-L // FLEX_BLOCK)
-    Lp = nQ * FLEX_BLOCK
-    nK = nQ + -(-max(U, 1) // FLEX_BLOCK)
-    dq, dk, uq, uu = (torch.cat(x) for x in zip(*(_segment_pairs(s, L) for s in plan.segments()), strict=True))
-    qi = torch.cat([dq, uq])
-    kj = torch.cat([dk, Lp + uu])
-    count = torch.bincount((qi // FLEX_BLOCK) * nK + kj // FLEX_BLOCK, minlength=nQ * nK).view(nQ, nK)
-    sizes_q = torch.clamp(L - torch.arange(nQ) * FLEX_BLOCK, max=FLEX_BLOCK)
-    full = torch.zeros(nQ, nK, dtype=torch.bool)
-    full[:, :nQ] = count[:, :nQ] == sizes_q[:, None] * sizes_q[None, :]
-    partial = (count > 0) & ~full
-
-    def lists(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.argsort((~m).to(torch.int8), dim=1, stable=True).to(torch.int32)
-        return m.sum(1).to(torch.int32)[None, None], idx[None, None].contiguous()
-
-    routes = [_routing(seg, L, U) for seg in plan.segments()]
-
-    def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
-        qq = torch.clamp(q_idx, max=L - 1)  # Flex pads the lengths: clamp every gather
-        jj = torch.clamp(kv_idx, max=L - 1)
-        u = torch.clamp(kv_idx - Lp, 0, max(U, 1) - 1)
-        hit = (q_idx < 0) & (kv_idx < 0)  # all false, with the right shape
-        for qtile, qrow, ktile, kcol, slot_of, dm, upos, um in routes:
-            t, r = qtile[qq], qrow[qq]
-            slot = slot_of[t, ktile[jj]]
-            direct = (kv_idx < L) & (slot >= 0) & dm[t, torch.clamp(slot, min=0).int(), r, kcol[jj]]
-            pos = upos[t, u]
-            unit = (kv_idx >= Lp) & (pos >= 0) & um[t, r, torch.clamp(pos, min=0).int()]
-            hit = hit | direct | unit
-        return hit & (q_idx < L)
-
-    kv_num, kv_idx = lists(partial)
-    full_num, full_idx = lists(full)
-    bm = BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod, seq_lengths=(L, Lp + U))
-    return bm, Lp, U
 
 
 # ---------------------------------------------------------------- the run
