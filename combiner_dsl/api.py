@@ -65,7 +65,10 @@ class Spec:
 
         outcome = run_prover(self.pattern, timeout_s=timeout_s)
         if outcome.status == "proved":
-            return Verdict("proved", outcome.scope or "all L", None, f"full attention proved for {outcome.scope}; {verdict.message}", derived=verdict.derived)
+            scope = outcome.scope or "all L"
+            checked = verdict.scope if isinstance(verdict.scope, tuple) else ()
+            also = f", and checked exhaustively at {len(checked)} lengths up to L={max(checked)}" if checked else ""
+            return Verdict("proved", scope, None, f"full attention proved for {scope} (z3){also}", derived=verdict.derived)
         if outcome.status == "refuted" and outcome.witness is not None:
             return Verdict("refuted", (outcome.witness.L,), outcome.witness, outcome.witness.explain(), derived=verdict.derived)
         return Verdict(verdict.status, verdict.scope, None, verdict.message, reason=outcome.reason, derived=verdict.derived)
@@ -73,7 +76,7 @@ class Spec:
     def cost(self, L: int, d: int = 64) -> Any:
         from .cost import cost_at
 
-        return cost_at(self.pattern, L, d=d) if "d" in cost_at.__code__.co_varnames else cost_at(self.pattern, L)
+        return cost_at(self.pattern, L, d=d)
 
     def order(self) -> Any:
         from .cost import order
@@ -89,18 +92,16 @@ def load(path: str | Path | None = None, *, text: str | None = None, name: str =
     return Spec(analyze(parse(source), source))
 
 
-def compile(spec: Spec | ir.Pattern, target: str = "torch") -> torch.nn.Module:
-    """A `torch.nn.Module` computing the spec's attention: `attn(q, k, v, scale=None)`."""
+def compile(spec: Spec | ir.Pattern, target: str = "torch", *, verdict: Verdict | None = None) -> torch.nn.Module:
+    """A `torch.nn.Module` computing the spec's attention: `attn(q, k, v, scale=None)`.
+
+    The module is the generated file itself, loaded; pass the spec's `verdict` to record it in the
+    module's docstring (as `combiner compile` does).
+    """
+    from .codegen.torch_target import load_generated
+
     pattern = spec.pattern if isinstance(spec, Spec) else spec
-    if target == "torch":
-        from .codegen.torch_target import build_module
-
-        return build_module(pattern)
-    if target == "triton":
-        from .codegen.triton_target import build_triton_module
-
-        return build_triton_module(pattern)
-    raise CombinerError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    return load_generated(generate(pattern, target, verdict=verdict), pattern.name).CombinerAttention()
 
 
 def generate(spec: Spec | ir.Pattern, target: str = "torch", *, verdict: Verdict | None = None) -> str:
@@ -119,9 +120,16 @@ def generate(spec: Spec | ir.Pattern, target: str = "torch", *, verdict: Verdict
     raise CombinerError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
 
 
-def _cost_text(pattern: ir.Pattern) -> str | None:
-    try:
-        from .cost import order
-    except ImportError:
-        return None
-    return f"total pairs grow as {order(pattern)}"
+COST_SAMPLE_L = 4096  # the length whose exact figures a generated module's docstring quotes
+
+
+def _cost_text(pattern: ir.Pattern) -> str:
+    from .cost import cost_at, order
+    from .evaluate import accepts
+
+    text = f"total pairs grow as {order(pattern)}"
+    if accepts(pattern, COST_SAMPLE_L):
+        f = cost_at(pattern, COST_SAMPLE_L)
+        pairs = f.direct_pairs + f.region_pairs + f.summary_pairs
+        text += f"; at L = {COST_SAMPLE_L}: {pairs:,} pairs per head ({f.direct_pairs:,} direct, {f.region_pairs:,} to summaries, {f.summary_pairs:,} inside summaries), {f.ratio:.1f}x fewer than dense, widest softmax {f.logits_max}"
+    return text
