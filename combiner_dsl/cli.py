@@ -56,28 +56,40 @@ def _error_entry(path: str, err: CombinerError) -> dict[str, Any]:
     return {"path": path, "pattern": None, "verdict": "error", "scope": None, "witness": None, "message": str(err), "location": err.location}
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    _positive(args.lengths)
+def _each_spec(args: argparse.Namespace, run: Callable[[str, api.Spec], tuple[int, dict[str, Any], Callable[[], None]]]) -> int:
+    """Run `run` on every spec; a bad spec is reported and the others still run.
+
+    `run` returns (exit status, JSON entry, human printer); the worst status wins.
+    """
     entries: list[dict[str, Any]] = []
     status = OK
     for path in args.specs:
         try:
-            spec = api.load(path)
-            verdict = spec.check(args.lengths, prove=args.prove, timeout_s=args.timeout)
+            code, entry, show = run(path, api.load(path))
         except CombinerError as err:
             status = BAD_INPUT
             entries.append(_error_entry(path, err))
             if not args.json:
                 print(str(err), file=sys.stderr)
             continue
-        if verdict.status == "refuted":
-            status = max(status, REFUTED)
-        entries.append({"path": path, "pattern": spec.name, **verdict.to_json()})
+        status = max(status, code)
+        entries.append(entry)
         if not args.json:
-            print(_verdict_line(path, spec.name, verdict))
+            show()
     if args.json:
         print(json.dumps({"specs": entries}, indent=2))
     return status
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    _positive(args.lengths)
+
+    def run(path: str, spec: api.Spec) -> tuple[int, dict[str, Any], Callable[[], None]]:
+        verdict = spec.check(args.lengths, prove=args.prove, timeout_s=args.timeout)
+        code = REFUTED if verdict.status == "refuted" else OK
+        return code, {"path": path, "pattern": spec.name, **verdict.to_json()}, lambda: print(_verdict_line(path, spec.name, verdict))
+
+    return _each_spec(args, run)
 
 
 def _verdict_line(path: str, name: str, v: Verdict) -> str:
@@ -96,25 +108,14 @@ def _verdict_line(path: str, name: str, v: Verdict) -> str:
 def cmd_cost(args: argparse.Namespace) -> int:
     _positive(args.lengths)
     lengths = args.lengths or list(DEFAULT_COST_LENGTHS)
-    entries: list[dict[str, Any]] = []
-    status = OK
-    for path in args.specs:
-        try:
-            spec = api.load(path)
-            figures = [spec.cost(L, d=args.d) for L in lengths]
-            order = spec.order()
-        except CombinerError as err:
-            status = BAD_INPUT
-            entries.append(_error_entry(path, err))
-            if not args.json:
-                print(str(err), file=sys.stderr)
-            continue
-        entries.append({"path": path, "pattern": spec.name, "order": str(order), "by_L": [f.to_json() for f in figures]})
-        if not args.json:
-            _print_cost_table(spec.name, str(order), figures)
-    if args.json:
-        print(json.dumps({"specs": entries}, indent=2))
-    return status
+
+    def run(path: str, spec: api.Spec) -> tuple[int, dict[str, Any], Callable[[], None]]:
+        figures = [spec.cost(L, d=args.d) for L in lengths]
+        order = str(spec.order())
+        entry = {"path": path, "pattern": spec.name, "order": order, "by_L": [f.to_json() for f in figures]}
+        return OK, entry, lambda: _print_cost_table(spec.name, order, figures)
+
+    return _each_spec(args, run)
 
 
 def _print_cost_table(name: str, order: str, figures: list[Any]) -> None:

@@ -72,3 +72,26 @@ def test_show_png_and_text(tmp_path: Path) -> None:
     assert rows[1:10] == ["#        ", "##       ", "###      ", "aaa#     ", "aaa##    ", "aaa###   ", "aaabbb#  ", "aaabbb## ", "aaabbb###"]
     run = combiner("show", SPARSE[1], "--L", "9")
     assert "?" in run.stdout  # uncovered keys are flagged
+
+
+def test_cost_json_and_table() -> None:
+    fixed, logsparse = str(ROOT / "examples" / "combiner_fixed.cmb"), str(ROOT / "examples" / "combiner_logsparse.cmb")
+    run = combiner("cost", "--json", "--L", "4096", fixed, logsparse)
+    assert run.returncode == 0
+    specs = json.loads(run.stdout)["specs"]
+    assert [s["order"] for s in specs] == ["L**(3/2)", "L*log(L)"]
+    f = specs[0]["by_L"][0]
+    assert (f["L"], f["direct_pairs"], f["region_pairs"], f["summary_pairs"], f["logits_max"]) == (4096, 133_120, 129_024, 4_032, 127)
+    assert f["dense_pairs"] == 4096 * 4097 // 2 and f["flops"] == 4 * 64 * (133_120 + 129_024 + 4_032)
+    run = combiner("cost", "--L", "4096", fixed)
+    assert "L**(3/2)" in run.stdout and "133,120" in run.stdout
+
+
+def test_compile_writes_a_module_with_verdict_and_cost(tmp_path: Path) -> None:
+    out = tmp_path / "fixed_attn.py"
+    run = combiner("compile", str(ROOT / "examples" / "combiner_fixed.cmb"), "--target", "torch", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    head = out.read_text().split('"""', 2)[1]
+    assert "Verdict: proved (all L)" in head and "L**(3/2)" in head and "pattern combiner_fixed:" in head
+    again = combiner("compile", str(ROOT / "examples" / "combiner_fixed.cmb"), "--target", "torch")
+    assert again.stdout == out.read_text()  # deterministic, byte for byte

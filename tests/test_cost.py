@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 import sympy
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from combiner_dsl import LengthError, ir, load
-from combiner_dsl.cost import CostFigures, Lsym, cost_at, order
-from combiner_dsl.layout import build_layout
+from combiner_dsl.cost import CostFigures, Lsym, cost_at, cost_from_layout, order
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.cmb")) + sorted((ROOT / "examples" / "sparse").glob("*.cmb"))
@@ -33,26 +31,10 @@ ORDERS = {
 }
 
 
-def brute(pattern: ir.Pattern, L: int, d: int = 64) -> dict[str, int]:
-    """The figures of contract.md straight from the dense layout (every D_i, region and selection)."""
-    lay = build_layout(pattern, L)
-    groups = [lay.plans] if pattern.mix == "joint" else [(p,) for p in lay.plans]
-    direct = region = summary = widest = 0
-    for plans in groups:
-        row = torch.stack([p.direct for p in plans]).any(0).sum(1)
-        direct += int(row.sum())
-        for pl in plans:
-            for rs in pl.regions:
-                row = row + rs.select.sum(1)
-                region += int(rs.select.sum())
-                i, r = rs.select.nonzero(as_tuple=True)
-                at = [x[i, r] if x is not None else torch.full_like(i, -1) for x in (rs.query_at, rs.key_at)]
-                units = torch.unique(torch.stack([r, *at], 1), dim=0)  # (region, query at, key at)
-                summary += int(rs.member[units[:, 0]].sum())
-        widest = max(widest, int(row.max()))
-    dense = L * (L + 1) // 2 if pattern.causal else L * L
-    total = direct + region + summary
-    return {"direct_pairs": direct, "region_pairs": region, "summary_pairs": summary, "logits_max": widest, "flops": 4 * d * total, "dense_pairs": dense}
+def brute(pattern: ir.Pattern, L: int) -> dict[str, int]:
+    """The figures of contract.md counted on the dense layout (every D_i, region and selection)."""
+    figures = cost_from_layout(pattern, L)
+    return {k: getattr(figures, k) for k in ("direct_pairs", "region_pairs", "summary_pairs", "logits_max", "flops", "dense_pairs")}
 
 
 def assert_matches(pattern: ir.Pattern, L: int) -> CostFigures:
@@ -184,3 +166,14 @@ def small_specs(draw: st.DrawFn) -> str:
 @given(small_specs(), st.integers(1, 60))
 def test_random_specs_match_the_dense_count(text: str, L: int) -> None:
     assert_matches(load(text=text).pattern, L)
+
+
+@pytest.mark.parametrize("name", ["combiner_fixed", "combiner_axial", "combiner_logsparse"])
+def test_derived_selection_costs_the_same(name: str) -> None:
+    import re
+
+    text = (ROOT / "examples" / f"{name}.cmb").read_text()
+    written = load(text=text).pattern
+    derived = load(text=re.sub(r"\n\s*select:[^\n]*", "", text)).pattern
+    for L in (37, 100):
+        assert cost_at(derived, L) == cost_at(written, L)
