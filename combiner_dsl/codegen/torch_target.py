@@ -163,21 +163,26 @@ def _docstring_text(text: str) -> str:
     return "".join(ch if ch.isprintable() or ch == "\n" else f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}" for ch in out)
 
 
-def generate_torch(pattern: ir.Pattern, *, verdict_text: str | None = None, cost_text: str | None = None) -> str:
-    """The source of a self-contained module (imports only torch) computing `pattern`'s attention."""
+def render_module(pattern: ir.Pattern, template: str, modules: tuple[str, ...], *, verdict_text: str | None = None, cost_text: str | None = None) -> str:
+    """One generated file: the docstring (spec, verdict, cost), the inlined `modules`, the spec's code."""
     checked_name(pattern.name)
     model = analyze(pattern)
     spec_lines = [("    " + line if line.strip() else "") for line in pattern.source.text.strip("\n").splitlines()]
     return render_template(
-        "torch_module.py.jinja",
+        template,
         name=pattern.name,
         class_name="CombinerAttention",
         spec_text=_docstring_text("\n".join(spec_lines)),
         verdict=_docstring_text(" ".join((verdict_text or "not given (compile through the checker to record it)").split())),
         cost=_docstring_text(" ".join((cost_text or "not given").split())),
-        runtime=[(m, runtime_source(m)) for m in RUNTIME_MODULES],
+        runtime=[(m, runtime_source(m)) for m in modules],
         spec_code=spec_code(model),
     )
+
+
+def generate_torch(pattern: ir.Pattern, *, verdict_text: str | None = None, cost_text: str | None = None) -> str:
+    """The source of a self-contained module (imports only torch) computing `pattern`'s attention."""
+    return render_module(pattern, "torch_module.py.jinja", RUNTIME_MODULES, verdict_text=verdict_text, cost_text=cost_text)
 
 
 def _cache_dir() -> Path:

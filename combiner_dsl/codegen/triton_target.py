@@ -1,8 +1,8 @@
 """The Triton target: the torch target's inlined runtime and rendered spec, plus the Triton main pass.
 
-Nothing of the torch target is copied: the runtime modules are inlined by the same function
-(`torch_target.runtime_source`) and the spec by the same renderer (`torch_target.spec_code`); this
-target appends its two runtime modules (kernels, launch + autograd) and swaps the module's forward.
+Nothing of the torch target is copied: the file is rendered by the same function
+(`torch_target.render_module`, which inlines the runtime and renders the spec); this target appends
+its two runtime modules (kernels, launch + autograd) and swaps the module's forward.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 import torch
 
 from .. import ir
-from .render import checked_name, render_template
-from .structure import analyze
-from .torch_target import RUNTIME_MODULES, _docstring_text, load_generated, runtime_source, spec_code
+from .torch_target import RUNTIME_MODULES, load_generated, render_module
 
 # after the torch target's modules: the kernels, then their launch wrappers (which use the summary pass)
 TRITON_RUNTIME_MODULES = (*RUNTIME_MODULES, "triton_kernels", "triton_attention")
@@ -20,19 +18,7 @@ TRITON_RUNTIME_MODULES = (*RUNTIME_MODULES, "triton_kernels", "triton_attention"
 
 def generate_triton(pattern: ir.Pattern, *, verdict_text: str | None = None, cost_text: str | None = None) -> str:
     """The source of a self-contained module (imports only torch and triton) computing `pattern`'s attention."""
-    checked_name(pattern.name)
-    model = analyze(pattern)
-    spec_lines = [("    " + line if line.strip() else "") for line in pattern.source.text.strip("\n").splitlines()]
-    return render_template(
-        "triton_module.py.jinja",
-        name=pattern.name,
-        class_name="CombinerAttention",
-        spec_text=_docstring_text("\n".join(spec_lines)),
-        verdict=_docstring_text(" ".join((verdict_text or "not given (compile through the checker to record it)").split())),
-        cost=_docstring_text(" ".join((cost_text or "not given").split())),
-        runtime=[(m, runtime_source(m)) for m in TRITON_RUNTIME_MODULES],
-        spec_code=spec_code(model),
-    )
+    return render_module(pattern, "triton_module.py.jinja", TRITON_RUNTIME_MODULES, verdict_text=verdict_text, cost_text=cost_text)
 
 
 def build_triton_module(pattern: ir.Pattern, *, verdict_text: str | None = None, cost_text: str | None = None) -> torch.nn.Module:
