@@ -80,7 +80,7 @@ def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partit
     if part.select is not None:
         select = _as_grid(evaluate(pattern, part.select, sel_env, L), (L, R), torch.bool) if R else torch.zeros(L, 0, dtype=torch.bool)
     else:
-        select = derive_selection(member, nonempty, allowed & ~direct, pattern, part, L)
+        select = derive_selection(member, nonempty, allowed & ~direct, part, tuples, L)
         derived_rule = derived_rule_text(pattern, part, direct_text)
     select = select & nonempty[None, :]
 
@@ -92,7 +92,7 @@ def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partit
     return RegionSet(part, tuple(tuples), member, select, at(part.query), at(part.key)), derived_rule
 
 
-def derive_selection(member: torch.Tensor, nonempty: torch.Tensor, free: torch.Tensor, pattern: ir.Pattern, part: ir.Partition, L: int) -> torch.Tensor:
+def derive_selection(member: torch.Tensor, nonempty: torch.Tensor, free: torch.Tensor, part: ir.Partition, tuples: list[tuple[int, ...]], L: int) -> torch.Tensor:
     """Inclusion-maximal non-empty regions inside each query's free keys (Γ_i minus D_i).
 
     Fails with a C1 witness when two of the regions it would select overlap.
@@ -106,15 +106,10 @@ def derive_selection(member: torch.Tensor, nonempty: torch.Tensor, free: torch.T
     overlap = (chosen.float() @ m) > 1  # [L, L]: a key in two chosen regions
     if bool(overlap.any()):
         i, j = (int(x) for x in overlap.nonzero()[0])
-        names = [part.region_name(t) for t in _tuples_holding(pattern, part, L, chosen[i], member[:, j])]
+        names = [part.region_name(tuples[r]) for r in (chosen[i] & member[:, j]).nonzero().flatten().tolist()]
         witness = Witness("C1", L, i, j, tuple(names[:2]))
         raise CoverageError(f"derived selection of `{part.name}` is ambiguous: {witness.explain()}", witness)
     return chosen
-
-
-def _tuples_holding(pattern: ir.Pattern, part: ir.Partition, L: int, chosen_row: torch.Tensor, holds_j: torch.Tensor) -> list[tuple[int, ...]]:
-    tuples = binder_tuples(pattern, part, let_values(pattern, L), L)
-    return [tuples[r] for r in (chosen_row & holds_j).nonzero().flatten().tolist()]
 
 
 def build_layout(pattern: ir.Pattern, L: int) -> Layout:
