@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install test lint format golden bench-cpu bench-checker examples
+.PHONY: help install test fast lint format golden bench-cpu bench-checker examples
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -10,14 +10,18 @@ help:  ## list the targets
 install:  ## a virtual environment with the package (editable) and the test tools
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install torch==2.13.0 -e ".[test]"
 
-test:  ## the whole test suite
+test:  ## the whole test suite (what CI runs)
 	$(PY) -m pytest -q
 
-lint:  ## ruff
+fast:  ## the fast tier for the edit loop (tests marked slow left out)
+	$(PY) -m pytest -q -m "not slow"
+
+lint:  ## ruff and mypy (strict on the package), as CI runs them
 	$(VENV)/bin/ruff check combiner_dsl tests bench
+	$(VENV)/bin/mypy combiner_dsl
 
 golden:  ## regenerate the golden files of the generated code
-	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_torch_target.py tests/test_triton_target.py -k golden
+	$(PY) -m pytest -q tests/test_generated_code.py -k golden --update-golden
 
 examples:  ## check every bundled spec, with proofs
 	$(VENV)/bin/combiner check examples/*.cmb; $(VENV)/bin/combiner check examples/sparse/*.cmb || true

@@ -33,6 +33,8 @@ from flex_factorization import build_flex  # bench/ is on sys.path when run as a
 
 from combiner_dsl.codegen.torch_target import generate_torch, load_generated
 from combiner_dsl.parse import parse
+from combiner_dsl.runtime import build_plan
+from combiner_dsl.runtime.attention import summary_pass
 from combiner_dsl.semantics import analyze
 from combiner_dsl.source import Source
 
@@ -102,9 +104,9 @@ def run(specs: list[str], lengths: list[int], repeat: int, flex_max_L: int, sdpa
         for name in specs:
             mod = load_module(name)
             t0 = time.perf_counter()
-            plan = mod.build_plan(mod.SPEC, L)
+            plan = build_plan(mod.SPEC, L)
             plan_s = time.perf_counter() - t0
-            mod._PLANS[L] = plan
+            mod.CombinerAttention._plans[L] = plan
             attn = functools.partial(mod.CombinerAttention(), q, k, v)
             with torch.no_grad():
                 attn()  # warm-up
@@ -140,13 +142,13 @@ def flex_row(mod: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ours: 
     torch._dynamo.reset()  # a fresh compile per (spec, L): shapes differ, and recompiles are capped
     flex = torch.compile(flex_attention, dynamic=False)
     t0 = time.perf_counter()
-    fplan = mod.build_plan(mod.SPEC, L).plans[0]
+    fplan = build_plan(mod.SPEC, L).plans[0]
     bm, Lp, _U = build_flex(fplan, L)
     mask_s = time.perf_counter() - t0
     scale = 1.0 / math.sqrt(q.shape[-1])
 
     def call() -> torch.Tensor:
-        kbar, vbar = mod.summary_pass(q, k, v, fplan, scale)
+        kbar, vbar = summary_pass(q, k, v, fplan, scale)
         pad = q.new_zeros(1, q.shape[1], Lp - L, q.shape[-1])
         return flex(q, torch.cat([k, pad, kbar], 2), torch.cat([v, pad, vbar], 2), block_mask=bm, scale=scale)
 

@@ -54,6 +54,7 @@ import combiner_dsl  # noqa: E402
 from combiner_dsl.codegen.torch_target import generate_torch, load_generated  # noqa: E402
 from combiner_dsl.codegen.triton_target import generate_triton  # noqa: E402
 from combiner_dsl.oracle import oracle_attention  # noqa: E402
+from combiner_dsl.runtime.attention import summary_pass  # noqa: E402
 
 PEAK_BF16 = 989.5e12  # H200 SXM dense bf16, datasheet (H200.md: "about 990"); KINDS.md measured 769-798 on random data
 FWD_BWD = 3.5  # FLOPs of forward+backward over forward (backward = 2.5x: FlashAttention's convention)
@@ -204,7 +205,7 @@ def run_table(args: argparse.Namespace, device: torch.device, t_start: float) ->
                     row: dict[str, Any] = {"spec": name, "L": L, "D": D, "B": B}
                     try:
                         t0 = time.perf_counter()
-                        pplan = tmod.plan_for(L)
+                        pplan = tmod.CombinerAttention.plan_for(L)
                         attn = tmod.CombinerAttention()
                         dplan = attn.plan(L, device)
                         row["plan_s"] = time.perf_counter() - t0
@@ -220,7 +221,7 @@ def run_table(args: argparse.Namespace, device: torch.device, t_start: float) ->
                             scale = 1.0 / math.sqrt(D)
 
                             def flex_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fplan: Any = fplan, bm: Any = bm, Lp: int = Lp, scale: float = scale, tmod: Any = tmod) -> torch.Tensor:
-                                kbar, vbar = tmod.summary_pass(q, k, v, fplan, scale)  # the same summary pass as ours
+                                kbar, vbar = summary_pass(q, k, v, fplan, scale)  # the same summary pass as ours
                                 return flex(q, extend(k, kbar, Lp), extend(v, vbar, Lp), block_mask=bm, scale=scale)
 
                             row.update(_measure("flex", flex_call, x, _fwd_bwd(flex_call, xs, g), device, budget, args.modes))

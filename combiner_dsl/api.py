@@ -92,32 +92,34 @@ def load(path: str | Path | None = None, *, text: str | None = None, name: str =
     return Spec(analyze(parse(source), source))
 
 
-def compile(spec: Spec | ir.Pattern, target: str = "torch", *, verdict: Verdict | None = None) -> torch.nn.Module:
+def compile(
+    spec: Spec | ir.Pattern, target: str = "torch", *, verdict: Verdict | None = None, cost: bool = False, standalone: bool = False
+) -> torch.nn.Module:
     """A `torch.nn.Module` computing the spec's attention: `attn(q, k, v, scale=None)`.
 
-    The module is the generated file itself, loaded; pass the spec's `verdict` to record it in the
-    module's docstring (as `combiner compile` does).
+    The module is the generated code itself, loaded from memory. Nothing is proved or counted here:
+    pass the spec's `verdict` (and `cost=True`) to record them in the module's docstring, as
+    `combiner compile` does; `standalone=True` inlines the runtime into the module.
     """
-    from .codegen.torch_target import load_generated
+    from .codegen.loader import load_generated
+    from .codegen.targets import CLASS_NAME
 
     pattern = spec.pattern if isinstance(spec, Spec) else spec
-    return load_generated(generate(pattern, target, verdict=verdict), pattern.name).CombinerAttention()
+    source = generate(pattern, target, verdict=verdict, cost=cost, standalone=standalone)
+    module: torch.nn.Module = getattr(load_generated(source, pattern.name), CLASS_NAME)()
+    return module
 
 
-def generate(spec: Spec | ir.Pattern, target: str = "torch", *, verdict: Verdict | None = None) -> str:
-    """The source of the self-contained module for `target` (deterministic for a given spec)."""
+def generate(spec: Spec | ir.Pattern, target: str = "torch", *, verdict: Verdict | None = None, cost: bool = False, standalone: bool = False) -> str:
+    """The source of the module for `target` (deterministic for a given spec and arguments).
+
+    By default it imports `combiner_dsl.runtime`; `standalone=True` gives one self-contained file.
+    """
+    from .codegen.targets import generate_module
+
     pattern = spec.pattern if isinstance(spec, Spec) else spec
     verdict_text = f"{verdict.status} ({verdict.scope_text()}): {verdict.message}" if verdict else None
-    cost_text = _cost_text(pattern)
-    if target == "torch":
-        from .codegen.torch_target import generate_torch
-
-        return generate_torch(pattern, verdict_text=verdict_text, cost_text=cost_text)
-    if target == "triton":
-        from .codegen.triton_target import generate_triton
-
-        return generate_triton(pattern, verdict_text=verdict_text, cost_text=cost_text)
-    raise CombinerError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    return generate_module(pattern, target, standalone=standalone, verdict_text=verdict_text, cost_text=_cost_text(pattern) if cost else None)
 
 
 COST_SAMPLE_L = 4096  # the length whose exact figures a generated module's docstring quotes

@@ -37,7 +37,13 @@ def test_installed_wheel_checks_and_generates(wheel: Path, tmp_path: Path) -> No
         "spec = combiner_dsl.load(sys.argv[2])\n"
         "assert spec.check(L=[16, 100], prove=False).holds\n"
         "src = combiner_dsl.generate(spec, 'torch')\n"
-        "assert 'import torch' in src and 'combiner_dsl' not in src.split('\"\"\"', 2)[2]\n"
+        "assert 'from combiner_dsl.runtime import' in src\n"
+        "alone = combiner_dsl.generate(spec, 'torch', standalone=True)\n"
+        "assert 'import torch' in alone and 'combiner_dsl' not in alone.split('\"\"\"', 2)[2]\n"
+        "import torch\n"
+        "q = torch.randn(1, 1, 20, 4)\n"
+        "for flag in (False, True):\n"
+        "    assert combiner_dsl.compile(spec, standalone=flag)(q, q, q).shape == q.shape\n"
         "print('ok')\n"
     )
     run = subprocess.run(

@@ -151,8 +151,9 @@ COUNTS = ["cdiv(L, s)", "L // s", "cdiv(L, s) + 1", "L"]
 
 
 @st.composite
-def block_specs(draw: st.DrawFn) -> str:
-    """A correct block spec (split into one or two partitions), often with one part changed."""
+def block_specs(draw: st.DrawFn) -> tuple[str, bool]:
+    """A correct block spec (split into one or two partitions), often with one part changed; and
+    whether it is one of the unchanged ones, which hold for every L and must be proved."""
     mode, direct, select = draw(st.sampled_from(CORRECT))
     count, halves = "cdiv(L, s)", draw(st.booleans())
     change = draw(st.sampled_from(["none", "none", "direct", "select", "count", "member"]))
@@ -166,18 +167,23 @@ def block_specs(draw: st.DrawFn) -> str:
     if change == "member":
         members[-1] = draw(st.sampled_from(["j // s == r and j % 2 == 0", "j // s == r and j % s > s // 2", "j // s == r + 1"]))
     lines = ["pattern random_blocks:", f"    {mode}", f"    let s = {draw(st.sampled_from(LETS))}", f"    direct: {direct}"]
+    plain = change == "none"
     for k, member in enumerate(members):
         lines += [f"    partition part{k}[r in 0 .. {count}]:", f"        member: {member}", f"        select: {select}"]
         if draw(st.booleans()):
             lines.append(f"        summary: query = at(r * s + {draw(st.sampled_from(['0', 'i % s', 's - 1', 's']))}), key = max")
-    return "\n".join(lines) + "\n"
+            plain = False
+    return "\n".join(lines) + "\n", plain and not halves
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(block_specs())
-def test_prover_agrees_with_exhaustive_checking(text: str) -> None:
+def test_prover_agrees_with_exhaustive_checking(case: tuple[str, bool]) -> None:
+    text, must_prove = case
     pattern = spec(text)
     out = prove(pattern, timeout_s=2.0)
+    if must_prove:
+        assert (out.status, out.scope) == ("proved", "all L"), (text, out.reason)
     if out.status == "proved":
         verdict = check_lengths(pattern, range(1, 41))
         assert verdict.status == "checked", (text, verdict.witness)
@@ -185,3 +191,23 @@ def test_prover_agrees_with_exhaustive_checking(text: str) -> None:
         assert_replays(pattern, out)
     else:
         assert out.reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "direct", "select"), CORRECT)
+def test_every_correct_block_spec_is_proved_and_each_break_refuted(mode: str, direct: str, select: str) -> None:
+    """The prover proves something: every correct spec for all L, and a leak and a gap are refuted."""
+
+    def text(let: str, sel: str) -> str:
+        return (
+            f"pattern p:\n    {mode}\n    let s = {let}\n    direct: {direct}\n"
+            f"    partition part0[r in 0 .. cdiv(L, s)]:\n        member: j // s == r\n        select: {sel}\n"
+        )
+
+    for let in LETS:
+        out = prove(spec(text(let, select)), timeout_s=5.0)
+        assert (out.status, out.scope) == ("proved", "all L"), (let, out.reason)
+    for broken, check in (("r <= i // s", "C1"), ("r < i // s - 1", "C2")):
+        out = prove(spec(text("isqrt(L)", broken)), timeout_s=5.0)
+        assert out.status == "refuted" and out.witness is not None and out.witness.check in ("C0", check), (broken, out)
+        assert_replays(spec(text("isqrt(L)", broken)), out)

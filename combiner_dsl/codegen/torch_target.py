@@ -1,227 +1,23 @@
-"""The torch target: one self-contained module per spec (runtime inlined, spec rendered as functions)."""
+"""The torch target: a module whose main pass is the runtime's batched torch attention."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import re
-import sys
-import tempfile
-import types
-from importlib import resources
-from pathlib import Path
-
 import torch
 
-from .. import ast, ir
-from ..errors import CodegenError
-from .render import checked_name, render, render_template, source_text
-from .structure import PartitionModel, PatternModel, Solved, analyze
+from .. import ir
+from .loader import load_generated
+from .targets import CLASS_NAME, generate_module
 
-# inlined in this order (each only needs the ones before it)
-RUNTIME_MODULES = ("ops", "intervals", "tiling", "spec", "classify", "plan", "attention")
-_RELATIVE_IMPORT = re.compile(r"^\s*from\s+\.")
+__all__ = ["build_module", "generate_torch", "load_generated"]
 
 
-def runtime_source(module: str) -> str:
-    """A runtime module's text without `from __future__` and its `# runtime-import` lines."""
-    text = resources.files("combiner_dsl.runtime").joinpath(f"{module}.py").read_text(encoding="utf-8")
-    out: list[str] = []
-    skipping = False
-    for line in text.splitlines():
-        if skipping:
-            skipping = ")" not in line
-            continue
-        if "# runtime-import" in line:
-            skipping = "(" in line and ")" not in line
-            continue
-        if line.startswith("from __future__ import"):
-            continue
-        if _RELATIVE_IMPORT.match(line):
-            raise CodegenError(f"runtime/{module}.py: a package import without `# runtime-import`: {line.strip()}")
-        out.append(line)
-    return "\n".join(out).strip("\n") + "\n"
+def generate_torch(pattern: ir.Pattern, *, standalone: bool = False, verdict_text: str | None = None, cost_text: str | None = None) -> str:
+    """The module's source: imports torch and combiner_dsl.runtime, or only torch when `standalone`."""
+    return generate_module(pattern, "torch", standalone=standalone, verdict_text=verdict_text, cost_text=cost_text)
 
 
-class _Emitter:
-    """Collects the spec's rendered functions; each gets a numbered name and its spec text as comment."""
-
-    def __init__(self, model: PatternModel) -> None:
-        self.model = model
-        self.text = model.pattern.source.text
-        self.subst = model.subst()
-        self.lines: list[str] = []
-        self.count = 0
-
-    def fn(self, what: str, e: ast.Expr, *, features: bool = True, comment: str | None = None) -> str:
-        name = f"_{what}_{self.count}"
-        self.count += 1
-        note = comment if comment is not None else source_text(self.text, e)
-        self.lines.append(f"def {name}(d, e):")
-        if note:
-            self.lines.append(f"    # {note}")
-        self.lines += [f"    return {render(e, self.subst if features else None)}", "", ""]
-        return name
-
-    def lets(self) -> str:
-        body = ["def _lets(d, L):", '    e = {"L": L}']
-        for let in self.model.pattern.lets:
-            body.append(f"    e[{checked_name(let.name)!r}] = {render(let.value)}  # let {let.name} = {source_text(self.text, let.value)}")
-        body += ["    return e", "", ""]
-        self.lines += body
-        return "_lets"
-
-    def solved(self, s: Solved, features: bool) -> str:
-        pairs = [f"({checked_name(n)!r}, {self.fn('solve', x, features=features, comment=f'{n} = {source_text(self.text, x)}')})" for n, x in s.solved]
-        residual = self.fn("rest", s.residual, features=features, comment=_describe(self.text, s.residual))
-        return f"Solved(free={_tuple([repr(checked_name(n)) for n in s.free])}, solved={_tuple(pairs)}, residual={residual})"
-
-    def partition(self, pm: PartitionModel) -> list[str]:
-        part = pm.partition
-        binders = []
-        for b in part.binders:
-            lo = self.fn("lo", b.lo, features=False, comment=f"{b.name} from {source_text(self.text, b.lo)}")
-            hi = self.fn("hi", b.hi, features=False, comment=f"{b.name} below {source_text(self.text, b.hi)}")
-            binders.append(f"Binder({checked_name(b.name)!r}, {lo}, {hi})")
-        member = self.solved(pm.member, False)
-        select = self.solved(pm.select, True) if pm.select is not None else "None"
-        sources = []
-        for src in (part.query, part.key):
-            sources.append(f"SummarySource({src.pool!r})" if src.position is None else f"SummarySource(None, {self.fn('at', src.position)})")
-        free = "None" if pm.free is None else self.fn("free", pm.free, comment="derived select: the keys a region must lie in")
-        return [
-            "PartitionSpec(",
-            f"    name={checked_name(part.name)!r},",
-            f"    binders={_tuple(binders)},",
-            f"    member={member},",
-            f"    select={select},",
-            f"    order={_tuple([repr(k) for k in pm.order])},",
-            f"    query={sources[0]},",
-            f"    key={sources[1]},",
-            f"    free={free},",
-            "),",
-        ]
-
-
-def _tuple(items: list[str]) -> str:
-    return "()" if not items else f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
-
-
-def _indent(lines: list[str], n: int) -> list[str]:
-    return [" " * n + line for line in lines]
-
-
-def _describe(text: str, e: ast.Expr) -> str:
-    if isinstance(e, ast.BoolLit):
-        return "true" if e.value else "false"
-    if isinstance(e, ast.BoolOp) and all(x.span.end > x.span.start for x in e.operands):
-        return f" {e.op} ".join(source_text(text, x) for x in e.operands)
-    return source_text(text, e)
-
-
-def spec_code(model: PatternModel) -> str:
-    """The spec's functions and its `SPEC = PatternSpec(...)`."""
-    em = _Emitter(model)
-    pattern = model.pattern
-    lets = em.lets()
-    requires = [f"({source_text(em.text, r)!r}, {em.fn('require', r, features=False)})" for r in pattern.requires]
-    features = [f"Feature({f.key!r}, {f.side!r}, {em.fn('feature', f.expr, features=False)})," for f in model.features]
-    softmaxes: list[str] = []
-    for sm in model.softmaxes:
-        directs = []
-        for n, g in enumerate(sm.directs):
-            note = "direct: " + " or ".join(source_text(em.text, x) if x.span.end > x.span.start else "true" for x in g.disjuncts)
-            extras = [w for w, on in (("allowed keys", pattern.causal), ("not in an earlier group", n > 0)) if on]
-            pred = em.fn("direct", g.pred, comment=note + (f" ({', '.join(extras)})" if extras else ""))
-            orders = f"query_order={_tuple([repr(k) for k in g.query_order])}, key_order={_tuple([repr(k) for k in g.key_order])}"
-            directs.append(f"DirectSpec({pred}, {orders}),")
-        parts = [line for pm in sm.partitions for line in em.partition(pm)]
-        softmaxes += ["SoftmaxSpec(", "    directs=(", *_indent(directs, 8), "    ),", "    partitions=(", *_indent(parts, 8), "    ),", "),"]
-    lines = [
-        "SPEC = PatternSpec(",
-        f"    name={pattern.name!r},",
-        f"    causal={pattern.causal!r},",
-        f"    lets={lets},",
-        f"    requires={_tuple(requires)},",
-        "    features=(",
-        *_indent(features, 8),
-        "    ),",
-        "    softmaxes=(",
-        *_indent(softmaxes, 8),
-        "    ),",
-        f"    mix={pattern.mix!r},",
-        ")",
-    ]
-    body = "\n".join(em.lines).rstrip("\n")
-    return body + "\n\n\n" + "\n".join(lines) + "\n"
-
-
-def _docstring_text(text: str) -> str:
-    """Spec text safe inside a triple-quoted docstring (no escapes fire, no early close)."""
-    out = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    return "".join(ch if ch.isprintable() or ch == "\n" else f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}" for ch in out)
-
-
-def render_module(pattern: ir.Pattern, template: str, modules: tuple[str, ...], *, verdict_text: str | None = None, cost_text: str | None = None) -> str:
-    """One generated file: the docstring (spec, verdict, cost), the inlined `modules`, the spec's code."""
-    checked_name(pattern.name)
-    model = analyze(pattern)
-    spec_lines = [("    " + line if line.strip() else "") for line in pattern.source.text.strip("\n").splitlines()]
-    return render_template(
-        template,
-        name=pattern.name,
-        class_name="CombinerAttention",
-        spec_text=_docstring_text("\n".join(spec_lines)),
-        verdict=_docstring_text(" ".join((verdict_text or "not given (compile through the checker to record it)").split())),
-        cost=_docstring_text(" ".join((cost_text or "not given").split())),
-        runtime=[(m, runtime_source(m)) for m in modules],
-        spec_code=spec_code(model),
-    )
-
-
-def generate_torch(pattern: ir.Pattern, *, verdict_text: str | None = None, cost_text: str | None = None) -> str:
-    """The source of a self-contained module (imports only torch) computing `pattern`'s attention."""
-    return render_module(pattern, "torch_module.py.jinja", RUNTIME_MODULES, verdict_text=verdict_text, cost_text=cost_text)
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("COMBINER_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "combiner_dsl")
-    path = Path(root) / "torch"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        path = Path(tempfile.gettempdir()) / f"combiner_dsl-{os.getuid() if hasattr(os, 'getuid') else 'user'}" / "torch"
-        path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def load_generated(source: str, name: str) -> types.ModuleType:
-    """Import generated module text (written once to a cache file named by its content hash)."""
-    checked_name(name)
-    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:20]
-    mod_name = f"combiner_generated_{name}_{digest}"
-    if mod_name in sys.modules:
-        return sys.modules[mod_name]
-    path = _cache_dir() / f"{mod_name}.py"
-    if not path.exists() or path.read_text(encoding="utf-8") != source:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source, encoding="utf-8")
-        os.replace(tmp, path)
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        raise CodegenError(f"cannot import the generated module {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception:
-        del sys.modules[mod_name]
-        raise
+def build_module(pattern: ir.Pattern, *, standalone: bool = False, verdict_text: str | None = None, cost_text: str | None = None) -> torch.nn.Module:
+    """A fresh `torch.nn.Module` for `pattern` (generate, load from memory, instantiate)."""
+    source = generate_torch(pattern, standalone=standalone, verdict_text=verdict_text, cost_text=cost_text)
+    module: torch.nn.Module = getattr(load_generated(source, pattern.name), CLASS_NAME)()
     return module
-
-
-def build_module(pattern: ir.Pattern, *, verdict_text: str | None = None, cost_text: str | None = None) -> torch.nn.Module:
-    """A fresh `torch.nn.Module` for `pattern` (generate, load, instantiate)."""
-    module = load_generated(generate_torch(pattern, verdict_text=verdict_text, cost_text=cost_text), pattern.name)
-    return module.CombinerAttention()

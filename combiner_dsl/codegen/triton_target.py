@@ -1,30 +1,26 @@
-"""The Triton target: the torch target's inlined runtime and rendered spec, plus the Triton main pass.
-
-Nothing of the torch target is copied: the file is rendered by the same function
-(`torch_target.render_module`, which inlines the runtime and renders the spec); this target appends
-its two runtime modules (kernels, launch + autograd) and swaps the module's forward.
-"""
+"""The Triton target: the torch summary pass, then a fused Triton kernel per plan segment (and its backward)."""
 
 from __future__ import annotations
 
 import torch
 
 from .. import ir
-from .torch_target import RUNTIME_MODULES, load_generated, render_module
+from .loader import load_generated
+from .targets import CLASS_NAME, generate_module
 
-# after the torch target's modules: the kernels, then their launch wrappers (which use the summary pass)
-TRITON_RUNTIME_MODULES = (*RUNTIME_MODULES, "triton_kernels", "triton_attention")
-
-
-def generate_triton(pattern: ir.Pattern, *, verdict_text: str | None = None, cost_text: str | None = None) -> str:
-    """The source of a self-contained module (imports only torch and triton) computing `pattern`'s attention."""
-    return render_module(pattern, "triton_module.py.jinja", TRITON_RUNTIME_MODULES, verdict_text=verdict_text, cost_text=cost_text)
+__all__ = ["build_triton_module", "generate_triton"]
 
 
-def build_triton_module(pattern: ir.Pattern, *, verdict_text: str | None = None, cost_text: str | None = None) -> torch.nn.Module:
-    """A fresh `torch.nn.Module` for `pattern` on the Triton target (generate, load, instantiate).
+def generate_triton(pattern: ir.Pattern, *, standalone: bool = False, verdict_text: str | None = None, cost_text: str | None = None) -> str:
+    """The module's source: imports torch, triton and combiner_dsl.runtime, or only torch and triton when `standalone`."""
+    return generate_module(pattern, "triton", standalone=standalone, verdict_text=verdict_text, cost_text=cost_text)
 
-    Loading the module imports triton: on CPU set TRITON_INTERPRET=1 before that (see the module's docstring).
+
+def build_triton_module(pattern: ir.Pattern, *, standalone: bool = False, verdict_text: str | None = None, cost_text: str | None = None) -> torch.nn.Module:
+    """A fresh `torch.nn.Module` for `pattern` on the Triton target.
+
+    Loading it imports triton: on CPU set TRITON_INTERPRET=1 before that (see the module's docstring).
     """
-    module = load_generated(generate_triton(pattern, verdict_text=verdict_text, cost_text=cost_text), pattern.name)
-    return module.CombinerAttention()
+    source = generate_triton(pattern, standalone=standalone, verdict_text=verdict_text, cost_text=cost_text)
+    module: torch.nn.Module = getattr(load_generated(source, pattern.name), CLASS_NAME)()
+    return module

@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from .module import CombinerModule
 from .plan import Bucket, PatternPlan, Plan, Segment  # runtime-import
 
 BUDGET = 1 << 20  # floats in the largest intermediate of one chunk: small enough to stay in cache
@@ -302,3 +303,15 @@ def combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: 
     outs = [plan_attention(qc, kc, vc, p, scale)[0] for p in plan.plans]
     out = outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
     return out.to(q.dtype)
+
+
+class TorchCombinerModule(CombinerModule):
+    """The torch target: summary pass, then one batched joint-softmax pass per segment."""
+
+    target = "torch"
+
+    def check_inputs(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> None:
+        check_inputs(q, k, v, scale)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: PatternPlan, scale: float | None) -> torch.Tensor:
+        return combiner_attention(q, k, v, plan, scale)

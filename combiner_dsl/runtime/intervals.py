@@ -74,7 +74,10 @@ def _floordiv_nonzero(a: Interval, b: Interval) -> Interval:
     # floor(a / b) is monotone in a for fixed b and in b for fixed a (b of one sign): corners suffice.
     pos = Interval(torch.clamp(b.lo, min=1), torch.clamp(b.hi, min=1))
     neg = Interval(torch.clamp(b.lo, max=-1), torch.clamp(b.hi, max=-1))
-    div = lambda x, y: torch.div(x, y, rounding_mode="floor")  # noqa: E731
+
+    def div(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.div(x, y, rounding_mode="floor")
+
     return _hull(_corners(div, a, pos), _corners(div, a, neg), b.hi >= 1, b.lo <= -1)
 
 

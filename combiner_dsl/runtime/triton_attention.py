@@ -22,7 +22,8 @@ from typing import Any
 import torch
 import triton
 
-from .attention import summary_pass  # runtime-import
+from .attention import check_inputs, summary_pass  # runtime-import
+from .module import CombinerModule
 from .plan import PatternPlan  # runtime-import
 from .triton_kernels import combiner_bwd_kernel, combiner_fwd_kernel  # runtime-import
 
@@ -274,3 +275,15 @@ def triton_combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         outs.append(TritonPlanAttention.apply(q, k, v, kbar, vbar, p, scale)[0])
     out = outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)  # mix: average
     return out.to(dtype)
+
+
+class TritonCombinerModule(CombinerModule):
+    """The Triton target: the torch summary pass, then the fused Triton main pass (and its backward)."""
+
+    target = "triton"
+
+    def check_inputs(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> None:
+        check_inputs(q, k, v, scale)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: PatternPlan, scale: float | None) -> torch.Tensor:
+        return triton_combiner_attention(q, k, v, plan, scale)

@@ -124,7 +124,7 @@ def combiner_fwd_kernel(
 
     k_base = K + b * skb + h * skh
     v_base = V + b * svb + h * svh
-    for s in range(0, tl.load(ND + qt)):  # used slots come first (the wrapper makes sure)
+    for s in range(tl.load(ND + qt)):  # used slots come first (the wrapper makes sure)
         slot = qt * n_direct + s
         t = _idx(tl.load(DT + slot), I64)
         for kc in range(0, TK, BN):
@@ -197,7 +197,7 @@ def combiner_bwd_kernel(
 
     k_base = K + b * skb + h * skh
     v_base = V + b * svb + h * svh
-    for s in range(0, tl.load(ND + qt)):
+    for s in range(tl.load(ND + qt)):
         slot = qt * n_direct + s
         t = _idx(tl.load(DT + slot), I64)
         for kc in range(0, TK, BN):
