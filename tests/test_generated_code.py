@@ -109,7 +109,7 @@ def test_a_runtime_of_another_api_is_refused() -> None:
 def test_standalone_torch_module_matches_the_oracle(path: Path) -> None:
     spec = combiner_dsl.load(path)
     source = combiner_dsl.generate(spec, "torch", standalone=True)
-    assert imported_roots(source) - STDLIB == {"torch"}
+    assert imported_roots(source) - STDLIB == {"torch"} and "require_runtime" not in source
     attn = combiner_dsl.compile(spec, "torch", standalone=True)
     gen = torch.Generator().manual_seed(7)
     for L in (1, 100, 127):

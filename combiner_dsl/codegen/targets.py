@@ -43,12 +43,13 @@ def target(name: str) -> Target:
         raise CombinerError(f"unknown target {name!r}; expected one of {', '.join(TARGETS)}") from None
 
 
-def _runtime_imports(code: str, tgt: Target) -> list[str]:
+def _runtime_imports(code: str, tgt: Target, standalone: bool) -> list[str]:
     """The `from ... import ...` lines for the runtime names the spec's code and class use."""
     from .. import runtime
 
     used = {n.id for n in pyast.walk(pyast.parse(code)) if isinstance(n, pyast.Name)}
-    imports = {"combiner_dsl.runtime": [*sorted(used & set(runtime.__all__)), "require_runtime"]}
+    stamp = [] if standalone else ["require_runtime"]  # a standalone file carries its runtime with it
+    imports = {"combiner_dsl.runtime": [*sorted(used & set(runtime.__all__)), *stamp]}
     imports.setdefault(tgt.base_module, []).append(tgt.base_class)
     return [import_line(m, names) for m, names in sorted(imports.items())]
 
@@ -68,7 +69,7 @@ def generate_module(pattern: ir.Pattern, target_name: str, *, standalone: bool =
         spec_text=docstring_text("\n".join(spec_lines)),
         verdict=docstring_text(" ".join((verdict_text or "not given (compile through the checker to record it)").split())),
         cost=docstring_text(" ".join((cost_text or "not given").split())),
-        imports=_runtime_imports(code, tgt),
+        imports=_runtime_imports(code, tgt, standalone),
         api=RUNTIME_API,
         standalone=standalone,
         needs=tgt.needs,
