@@ -5,13 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import ast, ir
+from . import ast, ir, operators
 from .errors import SpecEvaluationError, located
 from .runtime.ops import DomainError, Exact
-
-BINARY = {"+": "add", "-": "sub", "*": "mul", "//": "floordiv", "%": "mod", "**": "pow"}
-COMPARE = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
-CALLS = {"min": "min", "max": "max", "abs": "abs", "isqrt": "isqrt", "ilog2": "ilog2", "clog2": "clog2", "cdiv": "cdiv"}
 
 
 class _Failure(Exception):
@@ -26,21 +22,18 @@ def _eval(e: ast.Expr, env: Mapping[str, Any], dom: Any) -> Any:
     if isinstance(e, ast.Name):
         return env[e.id]
     try:
-        if isinstance(e, ast.Neg):
-            return dom.neg(_eval(e.operand, env, dom))
-        if isinstance(e, ast.Not):
-            return dom.not_(_eval(e.operand, env, dom))
+        if isinstance(e, ast.Neg | ast.Not):
+            return operators.get("unary", "neg" if isinstance(e, ast.Neg) else "not").apply(dom, _eval(e.operand, env, dom))
         if isinstance(e, ast.Binary):
-            return getattr(dom, BINARY[e.op])(_eval(e.left, env, dom), _eval(e.right, env, dom))
+            return operators.get("binary", e.op).apply(dom, _eval(e.left, env, dom), _eval(e.right, env, dom))
         if isinstance(e, ast.Compare):
             values = [_eval(x, env, dom) for x in e.operands]
-            parts = [getattr(dom, COMPARE[op])(values[k], values[k + 1]) for k, op in enumerate(e.ops)]
+            parts = [operators.get("compare", op).apply(dom, values[k], values[k + 1]) for k, op in enumerate(e.ops)]
             return parts[0] if len(parts) == 1 else dom.and_(*parts)
         if isinstance(e, ast.BoolOp):
-            values = [_eval(x, env, dom) for x in e.operands]
-            return dom.and_(*values) if e.op == "and" else dom.or_(*values)
+            return operators.get("logic", e.op).apply(dom, *[_eval(x, env, dom) for x in e.operands])
         if isinstance(e, ast.Call):
-            return getattr(dom, CALLS[e.func])(*[_eval(x, env, dom) for x in e.args])
+            return operators.get("call", e.func).apply(dom, *[_eval(x, env, dom) for x in e.args])
     except DomainError as err:
         raise _Failure(e, str(err)) from None
     raise AssertionError(f"unknown node {e!r}")
