@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from . import ast
 from .runtime.intervals import Bounds
 from .runtime.ops import Exact
 
@@ -84,6 +85,21 @@ def get(kind: Kind, name: str) -> Operator:
     if op is None:
         raise KeyError(f"no {kind} operator {name!r}")
     return op
+
+
+def node_operator(e: ast.Expr) -> tuple[Kind, str, tuple[ast.Expr, ...]]:
+    """(kind, name, operands) of an operator node (a comparison chain is named by its first link)."""
+    if isinstance(e, ast.Neg | ast.Not):
+        return "unary", "neg" if isinstance(e, ast.Neg) else "not", (e.operand,)
+    if isinstance(e, ast.Binary):
+        return "binary", e.op, (e.left, e.right)
+    if isinstance(e, ast.Compare):
+        return "compare", e.ops[0], e.operands
+    if isinstance(e, ast.BoolOp):
+        return "logic", e.op, e.operands
+    if isinstance(e, ast.Call):
+        return "call", e.func, e.args
+    raise AssertionError(f"not an operator node: {e!r}")
 
 
 def functions() -> dict[str, Operator]:

@@ -25,6 +25,8 @@ import z3
 from . import ast, ir
 from .errors import SpecEvaluationError
 from .evaluate import accepts, evaluate, let_values
+from .ranges import risky_nodes
+from .runtime.ops import MAX_LENGTH
 from .smt import Encoder, names, solve_binders
 from .verdict import SEVERITY, CheckName, Witness
 
@@ -64,9 +66,9 @@ class ProofOutcome:
 class _Query:
     """One question about one pattern: the variables, the lets and requires, and the solver."""
 
-    def __init__(self, pattern: ir.Pattern, bound: int | None, quotients: bool = False, pins: int = 0) -> None:
+    def __init__(self, pattern: ir.Pattern, bound: int | None, quotients: bool = False, pins: int = 0, risky: frozenset[int] = frozenset()) -> None:
         self.pattern = pattern
-        self.enc = Encoder(quotients, pins)
+        self.enc = Encoder(quotients, pins, risky)
         self.L = z3.Int("L")
         self.env: dict[str, z3.ExprRef] = {"L": self.L}
         for let in pattern.lets:
@@ -74,6 +76,8 @@ class _Query:
         self.facts: list[z3.BoolRef] = [self.L >= 1, *(self.enc.term(r, self.env) for r in pattern.requires)]
         if bound is not None:
             self.facts.append(self.L <= bound)
+        if risky:  # the 64-bit range is asked of lengths the runtime accepts
+            self.facts.append(self.L <= MAX_LENGTH)
         self._n = 0
 
     def var(self, name: str) -> z3.ArithRef:
@@ -352,8 +356,8 @@ def _check(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, timeout_s: floa
 
 
 def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tuple[str, str | None]:
-    """Can any expression be undefined (x // 0, ...) where the exhaustive checker evaluates it?"""
-    q = _Query(pattern, bound)
+    """Can any expression be undefined (x // 0, a value beyond 64 bits, ...) where the exhaustive checker evaluates it?"""
+    q = _Query(pattern, bound, risky=risky_nodes(pattern))
     cases: list[z3.BoolRef] = [z3.Or(*(z3.Not(o.holds) for o in q.enc.obligations))] if q.enc.obligations else []
 
     def context(domain: z3.BoolRef, exprs: list[ast.Expr], env: dict[str, z3.ExprRef]) -> None:

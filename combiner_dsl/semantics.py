@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from . import ast, ir, operators
 from .errors import Diagnostic, SpecSemanticError
 from .parse import KEYWORDS
+from .runtime.ops import INT_MAX, INT_MIN
 from .source import Source, Span
 
 INT, BOOL = "int", "bool"
@@ -44,6 +45,8 @@ class _Checker:
 
     def _type(self, e: ast.Expr, scope: _Scope) -> str | None:
         if isinstance(e, ast.IntLit):
+            if not INT_MIN <= e.value <= INT_MAX:
+                self.error(e.span, "integer literal beyond the 64-bit range", f"integers lie in {INT_MIN} .. {INT_MAX}")
             return INT
         if isinstance(e, ast.BoolLit):
             return BOOL

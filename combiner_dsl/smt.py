@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import z3
 
 from . import ast, operators
-from .runtime.ops import DomainError, Exact
+from .runtime.ops import INT_MAX, INT_MIN, OVERFLOW, DomainError, Exact
 
 Env = Mapping[str, z3.ExprRef]
 MAX_UNFOLDED_EXPONENT = 8  # `x ** k` with a literal k up to this becomes a product
@@ -54,9 +54,10 @@ def _value(t: z3.ExprRef) -> int | None:
 class Encoder:
     """Translates expressions; collects definitions, axioms and definedness obligations."""
 
-    def __init__(self, quotients: bool = False, pins: int = 0) -> None:
+    def __init__(self, quotients: bool = False, pins: int = 0, risky: frozenset[int] = frozenset()) -> None:
         self.quotients = quotients  # also relate c**e1 and c**e2 through c**(e1-e2): stronger, slower
         self.pins = pins  # pin c**e to its value for e <= pins: truer models, slower proofs
+        self.risky = risky  # ids of nodes that may leave the 64-bit range (ranges.risky_nodes): obligations
         self._scopes: list[_Scope] = [_Scope()]
         self.obligations: list[Obligation] = []
         self._count = 0
@@ -277,7 +278,13 @@ class Encoder:
 
     # ------------------------------------------------------------ expressions
     def term(self, e: ast.Expr, env: Env) -> z3.ExprRef:
-        """The z3 term of `e`, names resolved in `env`."""
+        """The z3 term of `e`, names resolved in `env` (an obligation when it may leave 64 bits)."""
+        t = self._term(e, env)
+        if id(e) in self.risky and z3.is_int(t):
+            self._oblige(e, z3.And(INT_MIN <= t, t <= INT_MAX), OVERFLOW)
+        return t
+
+    def _term(self, e: ast.Expr, env: Env) -> z3.ExprRef:
         if isinstance(e, ast.IntLit):
             return z3.IntVal(e.value)
         if isinstance(e, ast.BoolLit):
