@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import CombinerError, Diagnostic, SpecSyntaxError
@@ -19,7 +19,10 @@ from .source import Source, Span
 from .verdict import Verdict
 
 if TYPE_CHECKING:
+    import sympy
     import torch
+
+    from .cost import CostFigures
 
 STAGES = ("parse", "analyze", "check", "prove", "cost", "codegen")
 TARGETS = ("torch", "triton")
@@ -73,12 +76,12 @@ class Spec:
             return Verdict("refuted", (outcome.witness.L,), outcome.witness, outcome.witness.explain(), derived=verdict.derived)
         return Verdict(verdict.status, verdict.scope, None, verdict.message, reason=outcome.reason, derived=verdict.derived)
 
-    def cost(self, L: int, d: int = 64) -> Any:
+    def cost(self, L: int, d: int = 64) -> CostFigures:
         from .cost import cost_at
 
         return cost_at(self.pattern, L, d=d)
 
-    def order(self) -> Any:
+    def order(self) -> sympy.Expr:
         from .cost import order
 
         return order(self.pattern)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import ast, ir
+from . import ast, ir, operators
 from .errors import SpecEvaluationError, located
 from .runtime.ops import DomainError, Exact
-
-BINARY = {"+": "add", "-": "sub", "*": "mul", "//": "floordiv", "%": "mod", "**": "pow"}
-COMPARE = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
-CALLS = {"min": "min", "max": "max", "abs": "abs", "isqrt": "isqrt", "ilog2": "ilog2", "clog2": "clog2", "cdiv": "cdiv"}
 
 
 class _Failure(Exception):
@@ -20,30 +16,33 @@ class _Failure(Exception):
         self.reason = reason
 
 
-def _eval(e: ast.Expr, env: Mapping[str, Any], dom: Any) -> Any:
+Visit = Callable[[ast.Expr, Any], None]
+
+
+def _eval(e: ast.Expr, env: Mapping[str, Any], dom: Any, visit: Visit | None = None) -> Any:
     if isinstance(e, ast.IntLit | ast.BoolLit):
-        return e.value
-    if isinstance(e, ast.Name):
-        return env[e.id]
-    try:
-        if isinstance(e, ast.Neg):
-            return dom.neg(_eval(e.operand, env, dom))
-        if isinstance(e, ast.Not):
-            return dom.not_(_eval(e.operand, env, dom))
-        if isinstance(e, ast.Binary):
-            return getattr(dom, BINARY[e.op])(_eval(e.left, env, dom), _eval(e.right, env, dom))
-        if isinstance(e, ast.Compare):
-            values = [_eval(x, env, dom) for x in e.operands]
-            parts = [getattr(dom, COMPARE[op])(values[k], values[k + 1]) for k, op in enumerate(e.ops)]
-            return parts[0] if len(parts) == 1 else dom.and_(*parts)
-        if isinstance(e, ast.BoolOp):
-            values = [_eval(x, env, dom) for x in e.operands]
-            return dom.and_(*values) if e.op == "and" else dom.or_(*values)
-        if isinstance(e, ast.Call):
-            return getattr(dom, CALLS[e.func])(*[_eval(x, env, dom) for x in e.args])
-    except DomainError as err:
-        raise _Failure(e, str(err)) from None
-    raise AssertionError(f"unknown node {e!r}")
+        value: Any = e.value
+    elif isinstance(e, ast.Name):
+        value = env[e.id]
+    else:
+        kind, name, args = operators.node_operator(e)
+        values = [_eval(x, env, dom, visit) for x in args]
+        try:
+            if isinstance(e, ast.Compare):
+                parts = [operators.get("compare", op).apply(dom, values[k], values[k + 1]) for k, op in enumerate(e.ops)]
+                value = parts[0] if len(parts) == 1 else dom.and_(*parts)
+            else:
+                value = operators.get(kind, name).apply(dom, *values)
+        except DomainError as err:
+            raise _Failure(e, str(err)) from None
+    if visit is not None:
+        visit(e, value)
+    return value
+
+
+def trace(e: ast.Expr, env: Mapping[str, Any], dom: Any, visit: Visit) -> Any:
+    """Value of `e`, calling `visit(node, value)` on every node bottom-up (no located errors)."""
+    return _eval(e, env, dom, visit)
 
 
 def evaluate(pattern: ir.Pattern, e: ast.Expr, env: Mapping[str, Any], L: int, dom: Any = Exact) -> Any:

@@ -116,9 +116,9 @@ def check_lengths(pattern: ir.Pattern, lengths: Iterable[int] | None = None) -> 
                 raise
             witness = err.witness
         tried.append(L)
-        if witness and (worst is None or witness.check < worst.check):
+        if witness and (worst is None or witness.severity < worst.severity):
             worst = witness
-        if worst and worst.check == "C0":
+        if worst and worst.severity == 0:
             break
     if worst:
         return Verdict("refuted", tuple(tried), worst, worst.explain(), derived=derived)

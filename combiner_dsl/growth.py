@@ -7,11 +7,9 @@ suggests L**(3/2)), so an order is only ever reported in terms the spec itself i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import sympy
 
-from . import ast, ir
+from . import ast, ir, operators
 from .errors import CombinerError
 from .evaluate import accepts
 
@@ -24,31 +22,13 @@ def _growth(e: ast.Expr, lets: dict[str, sympy.Expr]) -> sympy.Expr:
         return sympy.Integer(e.value)
     if isinstance(e, ast.Name):
         return Lsym if e.id == "L" else lets.get(e.id, sympy.Integer(1))
-    if isinstance(e, ast.Neg):
-        return -_growth(e.operand, lets)
-    if isinstance(e, ast.Binary):
-        a, b = _growth(e.left, lets), _growth(e.right, lets)
-        ops: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
-            "+": sympy.Add,
-            "-": lambda x, y: x - y,
-            "*": sympy.Mul,
-            "//": lambda x, y: x / y,
-            "%": lambda x, y: y,
-            "**": sympy.Pow,
-        }
-        return ops[e.op](a, b)
-    if isinstance(e, ast.Call):
-        args = [_growth(x, lets) for x in e.args]
-        calls: dict[str, Callable[..., sympy.Expr]] = {
-            "isqrt": sympy.sqrt,
-            "ilog2": lambda x: sympy.log(x, 2),
-            "clog2": lambda x: sympy.log(x, 2),
-            "cdiv": lambda x, y: x / y,
-            "abs": sympy.Abs,
-            "min": sympy.Min,
-            "max": sympy.Max,
-        }
-        return calls[e.func](*args)
+    if isinstance(e, ast.Neg | ast.Binary | ast.Call):
+        kind, name, args = (
+            ("unary", "neg", (e.operand,)) if isinstance(e, ast.Neg) else ("binary", e.op, (e.left, e.right)) if isinstance(e, ast.Binary) else ("call", e.func, e.args)
+        )
+        op = operators.get(kind, name)  # type: ignore[arg-type]
+        if op.growth is not None:
+            return op.growth(sympy, *(_growth(x, lets) for x in args))
     return sympy.Integer(1)
 
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from .ast import Expr
 from .source import NO_SPAN, Source, Span
 
-POOLS = ("max", "mean", "sum")
-MIXES = ("joint", "average")
+Pool = Literal["max", "mean", "sum"]
+Mix = Literal["joint", "average"]
+POOLS: tuple[Pool, ...] = get_args(Pool)
+MIXES: tuple[Mix, ...] = get_args(Mix)
 
 
 @dataclass(frozen=True, slots=True)
 class SummarySource:
     """How a unit's query or key is formed: pooled over the region, or taken at one position."""
 
-    pool: str | None  # "max" | "mean" | "sum", or None for at(position)
+    pool: Pool | None  # None for at(position)
     position: Expr | None = None
 
     @property
@@ -80,7 +83,7 @@ class Pattern:
     lets: tuple[Let, ...]
     requires: tuple[Expr, ...]
     plans: tuple[Plan, ...]
-    mix: str | None  # None for one plan; "joint" | "average" for several
+    mix: Mix | None  # None for one plan
     source: Source = field(compare=False, repr=False)
     span: Span = field(default=NO_SPAN, compare=False)
 

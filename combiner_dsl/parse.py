@@ -68,7 +68,8 @@ class _ToAst(Transformer_NonRecursive):
 
     # expressions
     def int_lit(self, meta: Any, c: list[Token]) -> ast.Expr:
-        return ast.IntLit(int(c[0]), span=_tok_span(c[0]))
+        digits = str(c[0])  # a literal too long for int() is out of range anyway: the checker reports it
+        return ast.IntLit(int(digits) if len(digits) <= 40 else 10**40, span=_tok_span(c[0]))
 
     def true_lit(self, meta: Any, c: list[Any]) -> ast.Expr:
         return ast.BoolLit(True, span=_span(meta))

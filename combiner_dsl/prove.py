@@ -18,14 +18,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from typing import Literal
 
 import z3
 
 from . import ast, ir
 from .errors import SpecEvaluationError
 from .evaluate import accepts, evaluate, let_values
+from .ranges import risky_nodes
+from .runtime.ops import MAX_LENGTH
 from .smt import Encoder, names, solve_binders
-from .verdict import Witness
+from .verdict import SEVERITY, CheckName, Witness
 
 BOUND = 4096  # the bounded fallback proves "L <= BOUND"
 REPLAY_MAX = 4096  # the longest L the exhaustive checker replays
@@ -34,13 +37,17 @@ SMALL_CAPS = (4, 16, 64, 256, 1024, 4096)  # L caps tried to shrink a model befo
 PINS = 24  # models meant for replay pin c ** e to its true value for e <= PINS (L < 2**24)
 
 
+CheckStatus = Literal["holds", "violated", "unknown"]
+ProofStatus = Literal["proved", "refuted", "unknown"]
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """What the prover found about one check of one plan."""
 
     plan: str
-    check: str
-    status: str  # "holds" | "violated" | "unknown"
+    check: CheckName
+    status: CheckStatus
     scope: str | None = None  # "all L" | "L <= N" when it holds
     witness: Witness | None = None
     note: str | None = None
@@ -48,7 +55,7 @@ class CheckResult:
 
 @dataclass(frozen=True, slots=True)
 class ProofOutcome:
-    status: str  # "proved" | "refuted" | "unknown"
+    status: ProofStatus
     scope: str | None  # "all L" | "L <= N" | None
     witness: Witness | None
     reason: str | None
@@ -59,9 +66,9 @@ class ProofOutcome:
 class _Query:
     """One question about one pattern: the variables, the lets and requires, and the solver."""
 
-    def __init__(self, pattern: ir.Pattern, bound: int | None, quotients: bool = False, pins: int = 0) -> None:
+    def __init__(self, pattern: ir.Pattern, bound: int | None, quotients: bool = False, pins: int = 0, risky: frozenset[int] = frozenset()) -> None:
         self.pattern = pattern
-        self.enc = Encoder(quotients, pins)
+        self.enc = Encoder(quotients, pins, risky)
         self.L = z3.Int("L")
         self.env: dict[str, z3.ExprRef] = {"L": self.L}
         for let in pattern.lets:
@@ -69,6 +76,8 @@ class _Query:
         self.facts: list[z3.BoolRef] = [self.L >= 1, *(self.enc.term(r, self.env) for r in pattern.requires)]
         if bound is not None:
             self.facts.append(self.L <= bound)
+        if risky:  # the 64-bit range is asked of lengths the runtime accepts
+            self.facts.append(self.L <= MAX_LENGTH)
         self._n = 0
 
     def var(self, name: str) -> z3.ArithRef:
@@ -272,7 +281,7 @@ def _c2_formula(q: _Query, plan: ir.Plan, mode: str, bound: int | None) -> tuple
 
 # ---------------------------------------------------------------- driving the checks
 
-CHECKS = ("C0", "C1", "C2", "C3")
+CHECKS = SEVERITY
 
 
 def _c2(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
@@ -302,7 +311,7 @@ def _replay(pattern: ir.Pattern, build: Builder, mode: str, bound: int | None, L
     return witness, ""
 
 
-def _settle(pattern: ir.Pattern, plan: ir.Plan, check: str, what: str, build: Builder, timeout_s: float, bound: int) -> CheckResult:
+def _settle(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, what: str, build: Builder, timeout_s: float, bound: int) -> CheckResult:
     """One violation formula: unbounded attempts first, then the bounded ones."""
     notes: list[str] = []
     first = "instances" if check == "C2" else "exists"
@@ -335,7 +344,7 @@ def _settle(pattern: ir.Pattern, plan: ir.Plan, check: str, what: str, build: Bu
     return CheckResult(plan.name, check, "unknown", note="; ".join(notes))
 
 
-def _check(pattern: ir.Pattern, plan: ir.Plan, check: str, timeout_s: float, bound: int) -> CheckResult:
+def _check(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, timeout_s: float, bound: int) -> CheckResult:
     gen = {"C0": _c0, "C1": _c1, "C2": _c2, "C3": _c3}[check]
     results = [_settle(pattern, plan, check, what, build, timeout_s, bound) for what, build in gen(plan)]
     for r in results:
@@ -347,8 +356,8 @@ def _check(pattern: ir.Pattern, plan: ir.Plan, check: str, timeout_s: float, bou
 
 
 def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tuple[str, str | None]:
-    """Can any expression be undefined (x // 0, ...) where the exhaustive checker evaluates it?"""
-    q = _Query(pattern, bound)
+    """Can any expression be undefined (x // 0, a value beyond 64 bits, ...) where the exhaustive checker evaluates it?"""
+    q = _Query(pattern, bound, risky=risky_nodes(pattern))
     cases: list[z3.BoolRef] = [z3.Or(*(z3.Not(o.holds) for o in q.enc.obligations))] if q.enc.obligations else []
 
     def context(domain: z3.BoolRef, exprs: list[ast.Expr], env: dict[str, z3.ExprRef]) -> None:

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import ast, ir
+from . import ast, ir, operators
 from .errors import Diagnostic, SpecSemanticError
 from .parse import KEYWORDS
+from .runtime.ops import INT_MAX, INT_MIN
 from .source import Source, Span
 
 INT, BOOL = "int", "bool"
 
-# name -> (min args, max args or None); every function takes and returns integers
-FUNCTIONS: dict[str, tuple[int, int | None]] = {
-    "min": (2, None),
-    "max": (2, None),
-    "abs": (1, 1),
-    "isqrt": (1, 1),
-    "ilog2": (1, 1),
-    "clog2": (1, 1),
-    "cdiv": (2, 2),
-}
 POSITIONS = ("i", "j", "L")
 
 
@@ -54,6 +45,8 @@ class _Checker:
 
     def _type(self, e: ast.Expr, scope: _Scope) -> str | None:
         if isinstance(e, ast.IntLit):
+            if not INT_MIN <= e.value <= INT_MAX:
+                self.error(e.span, "integer literal beyond the 64-bit range", f"integers lie in {INT_MIN} .. {INT_MAX}")
             return INT
         if isinstance(e, ast.BoolLit):
             return BOOL
@@ -62,7 +55,7 @@ class _Checker:
                 return scope.names[e.id]
             if e.id in scope.banned:
                 self.error(e.span, f"`{e.id}` cannot be used in {scope.where}", scope.banned[e.id])
-            elif e.id in FUNCTIONS:
+            elif e.id in operators.functions():
                 self.error(e.span, f"`{e.id}` is a function", f"call it: {e.id}(...)")
             else:
                 known = ", ".join(sorted(scope.names)) or "nothing"
@@ -95,16 +88,16 @@ class _Checker:
                 self.expr(x, scope, BOOL)
             return BOOL
         if isinstance(e, ast.Call):
-            if e.func not in FUNCTIONS:
-                self.error(e.func_span, f"unknown function `{e.func}`", "functions: " + ", ".join(FUNCTIONS))
+            functions = operators.functions()  # every function takes and returns integers
+            if e.func not in functions:
+                self.error(e.func_span, f"unknown function `{e.func}`", "functions: " + ", ".join(functions))
                 for x in e.args:
                     self._type(x, scope)
                 return None
-            lo, hi = FUNCTIONS[e.func]
+            op = functions[e.func]
             n = len(e.args)
-            if n < lo or (hi is not None and n > hi):
-                want = f"{lo}" if lo == hi else f"at least {lo}"
-                self.error(e.span, f"`{e.func}` takes {want} argument{'s' if lo != 1 else ''}, found {n}")
+            if not op.accepts(n):
+                self.error(e.span, f"`{e.func}` takes {op.arity_text()} argument{'s' if op.arity != (1, 1) else ''}, found {n}")
             for x in e.args:
                 self.expr(x, scope, INT)
             return INT
@@ -118,7 +111,7 @@ class _Checker:
         if name in KEYWORDS:
             self.error(span, f"`{name}` is a keyword", "pick another name")
             return False
-        if name in FUNCTIONS:
+        if name in operators.functions():
             self.error(span, f"`{name}` is a function name", "pick another name")
             return False
         if name in taken:

@@ -14,14 +14,14 @@ inputs; whether they can happen at all is asked separately through `obligations`
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import z3
 
-from . import ast
-from .runtime.ops import DomainError, Exact
+from . import ast, operators
+from .runtime.ops import INT_MAX, INT_MIN, OVERFLOW, DomainError, Exact
 
 Env = Mapping[str, z3.ExprRef]
 MAX_UNFOLDED_EXPONENT = 8  # `x ** k` with a literal k up to this becomes a product
@@ -54,9 +54,10 @@ def _value(t: z3.ExprRef) -> int | None:
 class Encoder:
     """Translates expressions; collects definitions, axioms and definedness obligations."""
 
-    def __init__(self, quotients: bool = False, pins: int = 0) -> None:
+    def __init__(self, quotients: bool = False, pins: int = 0, risky: frozenset[int] = frozenset()) -> None:
         self.quotients = quotients  # also relate c**e1 and c**e2 through c**(e1-e2): stronger, slower
         self.pins = pins  # pin c**e to its value for e <= pins: truer models, slower proofs
+        self.risky = risky  # ids of nodes that may leave the 64-bit range (ranges.risky_nodes): obligations
         self._scopes: list[_Scope] = [_Scope()]
         self.obligations: list[Obligation] = []
         self._count = 0
@@ -226,78 +227,83 @@ class Encoder:
             self._scopes[-1].pows.append((va, b, t))
         return t
 
-    def _call(self, e: ast.Call, args: list[z3.ArithRef]) -> z3.ArithRef:
-        f = e.func
-        if f in ("min", "max"):
-            out = args[0]
-            for x in args[1:]:
-                out = z3.If(x < out, x, out) if f == "min" else z3.If(x > out, x, out)
-            return out
-        if f == "abs":
-            return z3.If(args[0] < 0, -args[0], args[0])
-        if f == "cdiv":
-            return -self._floordiv(-args[0], args[1], e)[0]
-        x = args[0]
+    # ------------------------------------------------------------ helpers for the registry's z3 rules
+    @staticmethod
+    def int(v: int) -> z3.ArithRef:
+        return z3.IntVal(v)
+
+    @staticmethod
+    def ite(c: z3.BoolRef, a: z3.ExprRef, b: z3.ExprRef) -> z3.ExprRef:
+        return z3.If(c, a, b)
+
+    @staticmethod
+    def and_(*xs: z3.BoolRef) -> z3.BoolRef:
+        return z3.And(*xs)
+
+    @staticmethod
+    def or_(*xs: z3.BoolRef) -> z3.BoolRef:
+        return z3.Or(*xs)
+
+    @staticmethod
+    def not_(x: z3.BoolRef) -> z3.BoolRef:
+        return z3.Not(x)
+
+    @staticmethod
+    def implies(a: z3.BoolRef, b: z3.BoolRef) -> z3.BoolRef:
+        return z3.Implies(a, b)
+
+    def floordiv(self, a: z3.ArithRef, b: z3.ArithRef, node: ast.Expr | None) -> tuple[z3.ArithRef, z3.ArithRef]:
+        return self._floordiv(a, b, node)
+
+    def pow(self, a: z3.ArithRef, b: z3.ArithRef, node: ast.Expr | None) -> z3.ArithRef:
+        return self._pow(a, b, node)
+
+    def implicit(self, f: str, x: z3.ArithRef, node: ast.Expr | None, low: int, ok: Callable[[z3.ArithRef], z3.BoolRef]) -> z3.ArithRef:
+        """A function defined implicitly (r = f(x) where ok(r) holds) on x >= low; constants folded."""
         vx = _value(x)
         if vx is not None:
             try:
-                return z3.IntVal(getattr(Exact, f)(vx))
+                return z3.IntVal(operators.get("call", f).apply(Exact, vx))
             except DomainError:
                 pass
-        low = 0 if f == "isqrt" else 1
-        self._oblige(e, x >= low, f"{f} of a number below {low}")
+        self._oblige(node, x >= low, f"{f} of a number below {low}")
         key = (f, x.get_id())
         hit = self._lookup(key)
         if hit is not None:
             return hit[0]
         r = self.fresh(f)
         self._scopes[-1].memo[key] = (r,)
-        if f == "isqrt":
-            ok = z3.And(r >= 0, r * r <= x, x < (r + 1) * (r + 1))
-        else:
-            p = self._pow(z3.IntVal(2), r, None)  # r >= 0 follows from x >= low
-            if f == "ilog2":
-                ok = z3.And(r >= 0, p <= x, x < 2 * p)
-            else:  # clog2: 2**(r-1) < x <= 2**r
-                ok = z3.And(r >= 0, x <= p, z3.Implies(r >= 1, p < 2 * x))
-        self._define(z3.Implies(x >= low, ok), z3.Implies(x < low, r == self._undefined(f, x)))
+        self._define(z3.Implies(x >= low, ok(r)), z3.Implies(x < low, r == self._undefined(f, x)))
         return r
 
     # ------------------------------------------------------------ expressions
     def term(self, e: ast.Expr, env: Env) -> z3.ExprRef:
-        """The z3 term of `e`, names resolved in `env`."""
+        """The z3 term of `e`, names resolved in `env` (an obligation when it may leave 64 bits)."""
+        t = self._term(e, env)
+        if id(e) in self.risky and z3.is_int(t):
+            self._oblige(e, z3.And(INT_MIN <= t, t <= INT_MAX), OVERFLOW)
+        return t
+
+    def _term(self, e: ast.Expr, env: Env) -> z3.ExprRef:
         if isinstance(e, ast.IntLit):
             return z3.IntVal(e.value)
         if isinstance(e, ast.BoolLit):
             return z3.BoolVal(e.value)
         if isinstance(e, ast.Name):
             return env[e.id]
-        if isinstance(e, ast.Neg):
-            return -self.term(e.operand, env)
-        if isinstance(e, ast.Not):
-            return z3.Not(self.term(e.operand, env))
+        if isinstance(e, ast.Neg | ast.Not):
+            op = operators.get("unary", "neg" if isinstance(e, ast.Neg) else "not")
+            return op.smt(self, e, self.term(e.operand, env))
         if isinstance(e, ast.Binary):
-            a, b = self.term(e.left, env), self.term(e.right, env)
-            if e.op == "+":
-                return a + b
-            if e.op == "-":
-                return a - b
-            if e.op == "*":
-                return a * b
-            if e.op == "//":
-                return self._floordiv(a, b, e)[0]
-            if e.op == "%":
-                return self._floordiv(a, b, e)[1]
-            return self._pow(a, b, e)
+            return operators.get("binary", e.op).smt(self, e, self.term(e.left, env), self.term(e.right, env))
         if isinstance(e, ast.Compare):
             vals = [self.term(x, env) for x in e.operands]
-            parts = [_compare(op, vals[k], vals[k + 1]) for k, op in enumerate(e.ops)]
+            parts = [operators.get("compare", op).smt(self, e, vals[k], vals[k + 1]) for k, op in enumerate(e.ops)]
             return parts[0] if len(parts) == 1 else z3.And(*parts)
         if isinstance(e, ast.BoolOp):
-            vals = [self.term(x, env) for x in e.operands]
-            return z3.And(*vals) if e.op == "and" else z3.Or(*vals)
+            return operators.get("logic", e.op).smt(self, e, *(self.term(x, env) for x in e.operands))
         if isinstance(e, ast.Call):
-            return self._call(e, [self.term(x, env) for x in e.args])
+            return operators.get("call", e.func).smt(self, e, *(self.term(x, env) for x in e.args))
         raise AssertionError(f"unknown node {e!r}")
 
     def constant(self, name: str, value: z3.ExprRef) -> z3.ExprRef:
@@ -305,20 +311,6 @@ class Encoder:
         v = self.fresh(name, value.sort())
         self._define(v == value)
         return v
-
-
-def _compare(op: str, a: z3.ExprRef, b: z3.ExprRef) -> z3.BoolRef:
-    if op == "==":
-        return a == b
-    if op == "!=":
-        return a != b
-    if op == "<":
-        return a < b
-    if op == "<=":
-        return a <= b
-    if op == ">":
-        return a > b
-    return a >= b
 
 
 def conjuncts(e: ast.Expr) -> list[ast.Expr]:

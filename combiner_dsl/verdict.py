@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-CHECKS = {
+CheckName = Literal["C0", "C1", "C2", "C3"]
+SEVERITY: tuple[CheckName, ...] = get_args(CheckName)  # most serious first: leak, overlap, gap, misplaced summary
+Status = Literal["proved", "checked", "refuted"]
+
+CHECKS: dict[CheckName, str] = {
     "C0": "no leak: every selected region lies inside the keys the query may see",
     "C1": "disjoint: the direct set and the selected regions do not overlap",
     "C2": "covering: the direct set and the selected regions hold every key the query may see",
@@ -17,12 +21,17 @@ CHECKS = {
 class Witness:
     """A concrete counterexample: at length L, query i fails `check` at key j."""
 
-    check: str  # "C0" | "C1" | "C2" | "C3"
+    check: CheckName
     L: int
     i: int
     j: int | None  # the leaking / doubly covered / uncovered key, or the at(p) position for C3
     regions: tuple[str, ...] = ()  # names like "block[r=0]", or "direct" for the direct set
     plan: str | None = None  # the plan, for mixtures
+
+    @property
+    def severity(self) -> int:
+        """0 for the most serious check (C0)."""
+        return SEVERITY.index(self.check)
 
     def explain(self) -> str:
         """The witness in words."""
@@ -50,7 +59,7 @@ class Verdict:
     "refuted" (with a witness). `reason` says why a proof was not reached, when it was not.
     """
 
-    status: str
+    status: Status
     scope: str | tuple[int, ...]
     witness: Witness | None = None
     message: str = ""

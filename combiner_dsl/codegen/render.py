@@ -14,14 +14,11 @@ from pathlib import Path
 
 import jinja2
 
-from .. import ast
+from .. import ast, operators
 from ..errors import CodegenError
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 FEATURE_KEY = re.compile(r"@[ij][0-9]+\Z")  # env keys of features; '@' keeps them apart from user names
-BINARY = {"+": "add", "-": "sub", "*": "mul", "//": "floordiv", "%": "mod", "**": "pow"}
-COMPARE = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
-CALLS = frozenset({"min", "max", "abs", "isqrt", "ilog2", "clog2", "cdiv"})
 
 
 def checked_name(name: str) -> str:
@@ -55,31 +52,26 @@ def _render(e: ast.Expr, subst: Mapping[ast.Expr, str]) -> str:
         return str(int(e.value))
     if isinstance(e, ast.Name):
         return f"e[{key(checked_name(e.id))}]"
-    if isinstance(e, ast.Neg):
-        return f"d.neg({_render(e.operand, subst)})"
-    if isinstance(e, ast.Not):
-        return f"d.not_({_render(e.operand, subst)})"
+    if isinstance(e, ast.Neg | ast.Not):
+        return _call("unary", "neg" if isinstance(e, ast.Neg) else "not", [_render(e.operand, subst)])
     if isinstance(e, ast.Binary):
-        if e.op not in BINARY:
-            raise CodegenError(f"unknown operator {e.op!r}")
-        return f"d.{BINARY[e.op]}({_render(e.left, subst)}, {_render(e.right, subst)})"
+        return _call("binary", e.op, [_render(e.left, subst), _render(e.right, subst)])
     if isinstance(e, ast.Compare):
         values = [_render(x, subst) for x in e.operands]
-        for op in e.ops:
-            if op not in COMPARE:
-                raise CodegenError(f"unknown comparison {op!r}")
-        parts = [f"d.{COMPARE[op]}({values[k]}, {values[k + 1]})" for k, op in enumerate(e.ops)]
-        return parts[0] if len(parts) == 1 else f"d.and_({', '.join(parts)})"
+        parts = [_call("compare", op, [values[k], values[k + 1]]) for k, op in enumerate(e.ops)]
+        return parts[0] if len(parts) == 1 else _call("logic", "and", parts)
     if isinstance(e, ast.BoolOp):
-        fn = {"and": "and_", "or": "or_"}.get(e.op)
-        if fn is None:
-            raise CodegenError(f"unknown boolean operator {e.op!r}")
-        return f"d.{fn}({', '.join(_render(x, subst) for x in e.operands)})"
+        return _call("logic", e.op, [_render(x, subst) for x in e.operands])
     if isinstance(e, ast.Call):
-        if e.func not in CALLS:
-            raise CodegenError(f"unknown function {e.func!r}")
-        return f"d.{e.func}({', '.join(_render(x, subst) for x in e.args)})"
+        return _call("call", e.func, [_render(x, subst) for x in e.args])
     raise CodegenError(f"cannot render {type(e).__name__}")
+
+
+def _call(kind: operators.Kind, name: str, args: list[str]) -> str:
+    op = operators.lookup(kind, name)
+    if op is None or not NAME.match(op.method):
+        raise CodegenError(f"unknown {kind} operator {name!r}")
+    return f"d.{op.method}({', '.join(args)})"
 
 
 def source_text(text: str, e: ast.Expr | object) -> str:

@@ -4,6 +4,8 @@
 lower and upper bounds) and returns `Tri`s for conditions: `can_true` / `can_false` say whether some
 point of the box makes the condition true / false. The answer is sound (a box reported all-true
 holds at every integer point in it) but may be loose, so callers evaluate mixed boxes exactly.
+Bounds are computed with `Exact`'s checked arithmetic: a box whose bounds leave the 64-bit range
+raises `DomainError` like the exact evaluation would, never wraps.
 """
 
 from __future__ import annotations
@@ -81,34 +83,27 @@ def _floordiv_nonzero(a: Interval, b: Interval) -> Interval:
     return _hull(_corners(div, a, pos), _corners(div, a, neg), b.hi >= 1, b.lo <= -1)
 
 
-_LIMIT = float(2**62)
-
-
-def _saturate(x: torch.Tensor) -> torch.Tensor:
-    return torch.clamp(x, -_LIMIT, _LIMIT).long()
-
-
 class Bounds:
     """Operations on intervals (ints and exact tensors are degenerate intervals)."""
 
     @staticmethod
     def add(a: object, b: object) -> Interval:
         x, y = Interval.of(a), Interval.of(b)
-        return Interval(x.lo + y.lo, x.hi + y.hi)
+        return Interval(Exact.add(x.lo, y.lo), Exact.add(x.hi, y.hi))
 
     @staticmethod
     def sub(a: object, b: object) -> Interval:
         x, y = Interval.of(a), Interval.of(b)
-        return Interval(x.lo - y.hi, x.hi - y.lo)
+        return Interval(Exact.sub(x.lo, y.hi), Exact.sub(x.hi, y.lo))
 
     @staticmethod
     def mul(a: object, b: object) -> Interval:
-        return _corners(torch.mul, Interval.of(a), Interval.of(b))
+        return _corners(Exact.mul, Interval.of(a), Interval.of(b))
 
     @staticmethod
     def neg(a: object) -> Interval:
         x = Interval.of(a)
-        return Interval(-x.hi, -x.lo)
+        return Interval(Exact.neg(x.hi), Exact.neg(x.lo))
 
     @staticmethod
     def floordiv(a: object, b: object) -> Interval:
@@ -143,26 +138,18 @@ class Bounds:
         if bool((y.hi < 0).any()):
             raise DomainError("negative exponent")
         y = Interval(torch.clamp(y.lo, min=0), y.hi)
-        # in float64, rounded outward and saturated, so huge powers cannot wrap around int64
-        xf = Interval(torch.clamp(x.lo, min=0).double(), torch.clamp(x.hi, min=0).double())
-        nonneg = _corners(torch.pow, xf, Interval(y.lo.double(), y.hi.double()))
-        bound = torch.pow(torch.maximum(x.lo.abs(), x.hi.abs()).double(), y.hi.double())
-        lo = torch.where(x.lo >= 0, nonneg.lo, -bound)
-        hi = torch.where(x.lo >= 0, nonneg.hi, bound)
-        loose = Interval(_saturate(torch.floor(lo - lo.abs() * 1e-12) - 1), _saturate(torch.ceil(hi + hi.abs() * 1e-12) + 1))
-        # where nothing can overflow, the integer corners are exact (a loose 2**7 would keep
-        # every dyadic tile mixed)
-        exact = (x.lo >= 0) & (hi < 2.0**52)
-        if not bool(exact.any()):
-            return loose
-        ints = _corners(torch.pow, Interval(torch.clamp(x.lo, min=0), torch.clamp(x.hi, min=0)), Interval(y.lo.clamp(max=62), y.hi.clamp(max=62)))
-        return Interval(torch.where(exact, ints.lo, loose.lo), torch.where(exact, ints.hi, loose.hi))
+        # the largest magnitude, |base| ** (top exponent), is a value of the box: it must fit
+        top = torch.maximum(x.lo.abs(), x.hi.abs())
+        Exact.pow(top, y.hi)
+        ints = _corners(Exact.pow, Interval(torch.clamp(x.lo, min=0), torch.clamp(x.hi, min=0)), y)
+        bound = torch.pow(top, y.hi)
+        return Interval(torch.where(x.lo >= 0, ints.lo, -bound), torch.where(x.lo >= 0, ints.hi, bound))
 
     @staticmethod
     def abs(a: object) -> Interval:
         x = Interval.of(a)
         lo = torch.where(x.lo >= 0, x.lo, torch.where(x.hi <= 0, -x.hi, 0))
-        hi = torch.maximum(x.lo.abs(), x.hi.abs())
+        hi = torch.maximum(Exact.abs(x.lo), Exact.abs(x.hi))
         return Interval(lo, hi)
 
     @staticmethod

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .classify import PartitionState, Selection, direct_masks, direct_pairs, forest, select_units  # runtime-import
-from .ops import DomainError, Exact  # runtime-import
+from .ops import MAX_LENGTH, DomainError, Exact  # runtime-import
 from .spec import DirectSpec, PartitionSpec, PatternSpec, SoftmaxSpec  # runtime-import
 from .tiling import Enumeration, Fn, Members, Order, as_long, members, natural_order, sorted_order  # runtime-import
 
@@ -374,6 +374,8 @@ def length_problem(spec: PatternSpec, L: int) -> str | None:
     """Why the spec rejects length L (None when it accepts it)."""
     if isinstance(L, bool) or not isinstance(L, int) or L < 1:
         return f"L = {L!r}: the sequence length must be an integer of at least 1"
+    if L > MAX_LENGTH:
+        return f"L = {L}: longer than the longest supported length, {MAX_LENGTH}"
     try:
         env = env_at(spec, L)
         for text, fn in spec.requires:
