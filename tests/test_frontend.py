@@ -149,6 +149,7 @@ def test_mutated_examples_only_raise_combiner_error(path: Path, edits: list[tupl
     _load_text(text)
 
 
+@pytest.mark.slow
 def test_huge_and_deep_inputs_fail_cleanly() -> None:
     head = "pattern p:\n    causal\n    direct: "
     for body in ("(" * 5000 + "j" + ")" * 5000, "not " * 20000 + "true", "-" * 50000 + "1 == j", "j" + " + 1" * 250_000 + " == i"):

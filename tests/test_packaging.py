@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.slow  # builds and installs a wheel
 
 
 @pytest.fixture(scope="module")

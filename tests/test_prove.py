@@ -176,6 +176,7 @@ def block_specs(draw: st.DrawFn) -> tuple[str, bool]:
     return "\n".join(lines) + "\n", plain and not halves
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(block_specs())
 def test_prover_agrees_with_exhaustive_checking(case: tuple[str, bool]) -> None:

@@ -177,6 +177,7 @@ def modules() -> dict[str, tuple[combiner_dsl.Spec, torch.nn.Module, torch.nn.Mo
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])
 def test_examples_match_the_oracle(modules: dict, name: str) -> None:
     spec, triton_mod, _ = modules[name]
@@ -189,6 +190,7 @@ def test_examples_match_the_oracle(modules: dict, name: str) -> None:
         torch.testing.assert_close(out.double().cpu(), want, atol=1e-4, rtol=1e-4, msg=lambda m, L=L: f"{name} at L = {L}: {m}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [p.stem for p in EXAMPLES if p.parent.name == "examples"])
 def test_gradients_match_the_torch_target(modules: dict, name: str) -> None:
     _, triton_mod, torch_mod = modules[name]
