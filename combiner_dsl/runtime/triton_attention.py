@@ -167,7 +167,7 @@ def _strides(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> list[int]:
     return [s for x in (q, k, v) for s in x.stride()[:3]]
 
 
-def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Any) -> None:
+def _check_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Any) -> None:
     if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"q, k, v must share one shape [B, H, L, D]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if q.shape[2] != plan.L:
@@ -184,7 +184,7 @@ def triton_plan_forward(
     CUDA matmul setting, off on CPU. `block_m` / `block_n` cap the kernel's row / key block (the plan's
     tiles are split to fit). No autograd here: see `TritonPlanAttention`.
     """
-    _check(q, k, v, plan)
+    _check_launch(q, k, v, plan)
     B, H, L, D = q.shape
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     dtype = q.dtype
@@ -213,7 +213,7 @@ def triton_plan_backward(
     *, tf32: bool | None = None, block_m: int | None = None, block_n: int | None = None, num_warps: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv, dkbar, dvbar) of `triton_plan_forward` for the output cotangent `dout` (dk.. in float32)."""
-    _check(q, k, v, plan)
+    _check_launch(q, k, v, plan)
     B, H, L, D = q.shape
     U = kbar.shape[2]
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
