@@ -99,15 +99,8 @@ def _online(qk, m_i, l_i, acc, v, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def combiner_fwd_kernel(
-    Q, K, V, KB, VB, Out, LSE,  # Out: [B, H, L, D] contiguous; LSE: [B, H, L] float32; KB, VB: [B, H, U, D] contiguous
-    QS, KS, DT, DF, DM, UL, UM, ND, NU,  # the segment: slots, direct_*, unit_* (masks bit-packed), used slots per tile
-    qk_scale, H, L, U, n_direct, n_umax, umw, TQ, TK, SUBQ, DMW,  # tile sizes at run time: fewer compiled variants
-    sqb, sqh, sql, skb, skh, skl, svb, svh, svl,
-    D: tl.constexpr, D_PAD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BU: tl.constexpr,
-    Q_PERM: tl.constexpr, K_PERM: tl.constexpr, COLMASK: tl.constexpr, ACC: tl.constexpr, I64: tl.constexpr,
-    PRECISION: tl.constexpr,
-):
+def _query_tile(Q, QS, H, L, TQ, SUBQ, sqb, sqh, sql, D: tl.constexpr, D_PAD: tl.constexpr, BM: tl.constexpr, Q_PERM: tl.constexpr, I64: tl.constexpr):
+    """This program's query rows and their q block (both kernels start here)."""
     pid = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)  # per-head bases in int64: B*H*L*D may pass 2**31
     qt = _idx(pid // SUBQ, I64)
@@ -118,37 +111,59 @@ def combiner_fwd_kernel(
     rm, rows, row_ok = _tile_rows(QS, qt, pid % SUBQ, L, TQ, BM, Q_PERM, I64)
     q_mask = row_ok[:, None] & d_ok[None, :]
     q = tl.load((Q + b * sqb + h * sqh) + rows[:, None] * sql + rd[None, :], mask=q_mask, other=0.0)
+    return bh, b, h, qt, rd, d_ok, rm, rows, row_ok, q_mask, q
+
+
+@triton.jit
+def _key_block(K, V, KS, t, kc, b, h, L, TK, skb, skh, skl, svb, svh, svl, rd, d_ok, BN: tl.constexpr, K_PERM: tl.constexpr, I64: tl.constexpr):
+    """Columns kc.. kc+BN of direct key tile t: their positions, the valid ones, and k, v."""
+    cols, col_ok = _tile_cols(KS, t, kc + tl.arange(0, BN), L, TK, K_PERM, I64)
+    kv_mask = col_ok[:, None] & d_ok[None, :]
+    k = tl.load((K + b * skb + h * skh) + cols[:, None] * skl + rd[None, :], mask=kv_mask, other=0.0)
+    v = tl.load((V + b * svb + h * svh) + cols[:, None] * svl + rd[None, :], mask=kv_mask, other=0.0)
+    return cols, col_ok, kv_mask, k, v
+
+
+@triton.jit
+def _unit_block(KB, VB, UL, bh, qt, c, nu, U, n_umax, rd, d_ok, D: tl.constexpr, BU: tl.constexpr, I64: tl.constexpr):
+    """Units c.. c+BU of this query tile's list: their ids, the valid ones, and their summaries kbar, vbar."""
+    ucols = c + tl.arange(0, BU)
+    ids = tl.load(UL + qt * n_umax + ucols, mask=ucols < nu, other=-1)
+    id_ok = ids >= 0
+    uid = _idx(tl.where(id_ok, ids, 0), I64)
+    u_mask = id_ok[:, None] & d_ok[None, :]
+    kb = tl.load((KB + bh * U * D) + uid[:, None] * D + rd[None, :], mask=u_mask, other=0.0)  # summaries: contiguous [B, H, U, D]
+    vb = tl.load((VB + bh * U * D) + uid[:, None] * D + rd[None, :], mask=u_mask, other=0.0)
+    return uid, u_mask, kb, vb
+
+
+@triton.jit
+def combiner_fwd_kernel(
+    Q, K, V, KB, VB, Out, LSE,  # Out: [B, H, L, D] contiguous; LSE: [B, H, L] float32; KB, VB: [B, H, U, D] contiguous
+    QS, KS, DT, DF, DM, UL, UM, ND, NU,  # the segment: slots, direct_*, unit_* (masks bit-packed), used slots per tile
+    qk_scale, H, L, U, n_direct, n_umax, umw, TQ, TK, SUBQ, DMW,  # tile sizes at run time: fewer compiled variants
+    sqb, sqh, sql, skb, skh, skl, svb, svh, svl,
+    D: tl.constexpr, D_PAD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BU: tl.constexpr,
+    Q_PERM: tl.constexpr, K_PERM: tl.constexpr, COLMASK: tl.constexpr, ACC: tl.constexpr, I64: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    bh, b, h, qt, rd, d_ok, rm, rows, row_ok, q_mask, q = _query_tile(Q, QS, H, L, TQ, SUBQ, sqb, sqh, sql, D, D_PAD, BM, Q_PERM, I64)
     m_i = tl.full([BM], float("-inf"), tl.float32)
     l_i = tl.zeros([BM], tl.float32)
     acc = tl.zeros([BM, D_PAD], tl.float32)
 
-    k_base = K + b * skb + h * skh
-    v_base = V + b * svb + h * svh
     for s in range(tl.load(ND + qt)):  # used slots come first (the wrapper makes sure)
         slot = qt * n_direct + s
         t = _idx(tl.load(DT + slot), I64)
         for kc in range(0, TK, BN):
-            cn = kc + tl.arange(0, BN)
-            cols, col_ok = _tile_cols(KS, t, cn, L, TK, K_PERM, I64)
-            kv_mask = col_ok[:, None] & d_ok[None, :]
-            k = tl.load(k_base + cols[:, None] * skl + rd[None, :], mask=kv_mask, other=0.0)
+            _cols, col_ok, _kv_mask, k, v = _key_block(K, V, KS, t, kc, b, h, L, TK, skb, skh, skl, svb, svh, svl, rd, d_ok, BN, K_PERM, I64)
             qk = _direct_logits(q, k, DF, DM, slot, rm, kc, col_ok, qk_scale, TQ, BN, DMW, COLMASK, PRECISION)
-            v = tl.load(v_base + cols[:, None] * svl + rd[None, :], mask=kv_mask, other=0.0)
             m_i, l_i, acc = _online(qk, m_i, l_i, acc, v, PRECISION)
 
-    kb_base = KB + bh * U * D  # summaries: contiguous [B, H, U, D]
-    vb_base = VB + bh * U * D
     nu = tl.load(NU + qt)
     for c in range(0, nu, BU):
-        ucols = c + tl.arange(0, BU)
-        u_in = ucols < nu
-        ids = tl.load(UL + qt * n_umax + ucols, mask=u_in, other=-1)
-        id_ok = ids >= 0
-        uid = _idx(tl.where(id_ok, ids, 0), I64)
-        u_mask = id_ok[:, None] & d_ok[None, :]
-        kb = tl.load(kb_base + uid[:, None] * D + rd[None, :], mask=u_mask, other=0.0)
+        _uid, _u_mask, kb, vb = _unit_block(KB, VB, UL, bh, qt, c, nu, U, n_umax, rd, d_ok, D, BU, I64)
         qk = _unit_logits(q, kb, UM, qt, rm, c, umw, qk_scale, TQ, BU, PRECISION)
-        vb = tl.load(vb_base + uid[:, None] * D + rd[None, :], mask=u_mask, other=0.0)
         m_i, l_i, acc = _online(qk, m_i, l_i, acc, vb, PRECISION)
 
     o_ptr = (Out + bh * L * D) + rows[:, None] * D + rd[None, :]
@@ -179,33 +194,18 @@ def combiner_bwd_kernel(
     Q_PERM: tl.constexpr, K_PERM: tl.constexpr, COLMASK: tl.constexpr, ACC: tl.constexpr, I64: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    bh = tl.program_id(1).to(tl.int64)
-    qt = _idx(pid // SUBQ, I64)
-    b = bh // H
-    h = bh % H
-    rd = tl.arange(0, D_PAD)
-    d_ok = rd < D
-    rm, rows, row_ok = _tile_rows(QS, qt, pid % SUBQ, L, TQ, BM, Q_PERM, I64)
-    q_mask = row_ok[:, None] & d_ok[None, :]
-    q = tl.load((Q + b * sqb + h * sqh) + rows[:, None] * sql + rd[None, :], mask=q_mask, other=0.0)
+    bh, b, h, qt, rd, d_ok, rm, rows, row_ok, q_mask, q = _query_tile(Q, QS, H, L, TQ, SUBQ, sqb, sqh, sql, D, D_PAD, BM, Q_PERM, I64)
     do = tl.load((DO + bh * L * D) + rows[:, None] * D + rd[None, :], mask=q_mask, other=0.0)
     lse = tl.load((LSE + bh * L) + rows, mask=row_ok, other=float("-inf")) * 1.4426950408889634
     lse = tl.where(lse == float("-inf"), float("inf"), lse)  # a row with no logit (or no row): p = 0
     delta = tl.load((DELTA + bh * L) + rows, mask=row_ok, other=0.0)
     dq = tl.zeros([BM, D_PAD], tl.float32)
 
-    k_base = K + b * skb + h * skh
-    v_base = V + b * svb + h * svh
     for s in range(tl.load(ND + qt)):
         slot = qt * n_direct + s
         t = _idx(tl.load(DT + slot), I64)
         for kc in range(0, TK, BN):
-            cn = kc + tl.arange(0, BN)
-            cols, col_ok = _tile_cols(KS, t, cn, L, TK, K_PERM, I64)
-            kv_mask = col_ok[:, None] & d_ok[None, :]
-            k = tl.load(k_base + cols[:, None] * skl + rd[None, :], mask=kv_mask, other=0.0)
-            v = tl.load(v_base + cols[:, None] * svl + rd[None, :], mask=kv_mask, other=0.0)
+            cols, col_ok, kv_mask, k, v = _key_block(K, V, KS, t, kc, b, h, L, TK, skb, skh, skl, svb, svh, svl, rd, d_ok, BN, K_PERM, I64)
             qk = _direct_logits(q, k, DF, DM, slot, rm, kc, col_ok, qk_scale, TQ, BN, DMW, COLMASK, PRECISION)
             p = tl.math.exp2(qk - lse[:, None])
             ds = p * (tl.dot(do, tl.trans(v), input_precision=PRECISION) - delta[:, None])
@@ -214,18 +214,9 @@ def combiner_bwd_kernel(
             tl.atomic_add((DK + bh * L * D) + kv_ptr, tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION) * sm_scale, mask=kv_mask, sem="relaxed")
             tl.atomic_add((DV + bh * L * D) + kv_ptr, tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION), mask=kv_mask, sem="relaxed")
 
-    kb_base = KB + bh * U * D
-    vb_base = VB + bh * U * D
     nu = tl.load(NU + qt)
     for c in range(0, nu, BU):
-        ucols = c + tl.arange(0, BU)
-        u_in = ucols < nu
-        ids = tl.load(UL + qt * n_umax + ucols, mask=u_in, other=-1)
-        id_ok = ids >= 0
-        uid = _idx(tl.where(id_ok, ids, 0), I64)
-        u_mask = id_ok[:, None] & d_ok[None, :]
-        kb = tl.load(kb_base + uid[:, None] * D + rd[None, :], mask=u_mask, other=0.0)
-        vb = tl.load(vb_base + uid[:, None] * D + rd[None, :], mask=u_mask, other=0.0)
+        uid, u_mask, kb, vb = _unit_block(KB, VB, UL, bh, qt, c, nu, U, n_umax, rd, d_ok, D, BU, I64)
         qk = _unit_logits(q, kb, UM, qt, rm, c, umw, qk_scale, TQ, BU, PRECISION)
         p = tl.math.exp2(qk - lse[:, None])
         ds = p * (tl.dot(do, tl.trans(vb), input_precision=PRECISION) - delta[:, None])
