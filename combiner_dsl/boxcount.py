@@ -24,12 +24,12 @@ import torch
 from . import ast, ir
 from .errors import CombinerError
 from .evaluate import evaluate
+from .limits import MAX_REGIONS
 from .runtime.intervals import Bounds, Interval, Tri
 from .runtime.ops import Exact
 from .smt import names
 
 LEAF = 16  # boxes with at most this many points are evaluated point by point
-MAX_REGIONS = 1 << 26
 
 
 # ---------------------------------------------------------------- regions

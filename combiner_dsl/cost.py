@@ -349,6 +349,9 @@ def order(pattern: ir.Pattern, lengths: tuple[int, ...] = (1 << 8, 1 << 10, 1 <<
     for L in Ls:
         f = cost_at(pattern, L)
         totals.append(f.direct_pairs + f.region_pairs + f.summary_pairs)
+    if not any(totals):  # nothing is attended at all (say `direct: false` and no partition)
+        return sympy.Integer(0)
+    totals = [max(1, t) for t in totals]  # a log of zero has no slope
 
     def slope(c: sympy.Expr) -> float:
         r = [float(sympy.log(t / c.subs(Lsym, L))) for t, L in zip(totals, Ls, strict=True)]

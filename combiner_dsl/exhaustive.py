@@ -86,7 +86,10 @@ def check_layout(layout: Layout) -> Witness | None:
 
 
 def check_length(pattern: ir.Pattern, L: int) -> Witness | None:
-    """The first failure of C0-C3 at length L (C0 before C1 before C2 before C3), or None."""
+    """The first failure of C0-C3 at length L (C0 before C1 before C2 before C3), or None; a
+    length the requires reject has no failure."""
+    if not accepts(pattern, L):
+        return None
     try:
         return check_layout(build_layout(pattern, L))
     except CoverageError as err:
@@ -104,6 +107,7 @@ def check_lengths(pattern: ir.Pattern, lengths: Iterable[int] | None = None) -> 
     tried: list[int] = []
     derived: tuple[str, ...] = ()
     worst: Witness | None = None
+    unsupported: str | None = None
     for L in sorted(set(lengths if lengths is not None else default_lengths())):
         if not accepts(pattern, L):
             continue
@@ -111,6 +115,7 @@ def check_lengths(pattern: ir.Pattern, lengths: Iterable[int] | None = None) -> 
             layout = build_layout(pattern, L)
             derived = derived or tuple(d for pl in layout.plans for d in pl.derived)
             witness = check_layout(layout)
+            unsupported = unsupported or next((rs.unsupported for pl in layout.plans for rs in pl.regions if rs.unsupported), None)
         except CoverageError as err:
             if err.witness is None:
                 raise
@@ -122,6 +127,8 @@ def check_lengths(pattern: ir.Pattern, lengths: Iterable[int] | None = None) -> 
             break
     if worst:
         return Verdict("refuted", tuple(tried), worst, worst.explain(), derived=derived)
+    if unsupported:
+        return Verdict("unsupported", tuple(tried), None, f"cannot be compiled: {unsupported}", reason=unsupported, derived=derived)
     if not tried:
         return Verdict("checked", (), None, "no length tried is accepted by the requires", reason="no accepted length")
     return Verdict("checked", tuple(tried), None, f"full attention at every length tried ({len(tried)} lengths, up to L={tried[-1]})", derived=derived)

@@ -288,11 +288,13 @@ def _replay(pattern: ir.Pattern, build: Builder, mode: str, bound: int | None, L
         got = build(q, mode, bound)
         assert got is not None
         status, small = q.solve([got[0]], timeout_s, (q.L <= cap,))
-        if status == "sat" and small is not None:
+        if status == "sat" and small is not None and small <= REPLAY_MAX and _accepted(pattern, small):
             L = small
             break
     if L > REPLAY_MAX:
         return None, f"z3 reports a violation at L={L}, too long to replay"
+    if not _accepted(pattern, L):  # z3's model of the requires can be looser than their value
+        return None, f"z3 reports a violation at L={L}, a length the requires reject"
     try:
         witness = check_length(pattern, L)
     except SpecEvaluationError as err:
@@ -300,6 +302,13 @@ def _replay(pattern: ir.Pattern, build: Builder, mode: str, bound: int | None, L
     if witness is None:
         return None, f"z3 reports a violation at L={L} that the exhaustive checker does not confirm"
     return witness, ""
+
+
+def _accepted(pattern: ir.Pattern, L: int) -> bool:
+    try:
+        return L >= 1 and accepts(pattern, L)
+    except SpecEvaluationError:
+        return True  # undefined there: the replay reports it
 
 
 def _settle(pattern: ir.Pattern, plan: ir.Plan, check: str, what: str, build: Builder, timeout_s: float, bound: int) -> CheckResult:
@@ -383,6 +392,12 @@ def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tu
     except SpecEvaluationError as err:
         return "sat", f"an expression is undefined: {str(err).splitlines()[0]}"
     return "unknown", f"z3 suggests an undefined expression at L={L}, not confirmed"
+
+
+def accepts_some(pattern: ir.Pattern, timeout_s: float = 5.0) -> bool | None:
+    """Does some L >= 1 satisfy the requires? (None: the solver could not tell.)"""
+    status, _ = _Query(pattern, None).solve([], timeout_s)
+    return {"sat": True, "unsat": False}.get(status)
 
 
 def prove(pattern: ir.Pattern, timeout_s: float = 5.0, bound: int = BOUND) -> ProofOutcome:
