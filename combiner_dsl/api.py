@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import ir
 from .errors import CombinerError, Diagnostic, SpecSyntaxError
 from .exhaustive import check_lengths
-from .limits import MAX_FILE_BYTES
+from .limits import MAX_FILE_BYTES, PROVER_BUDGET_S
 from .parse import parse
 from .semantics import analyze
 from .source import Source, Span
@@ -64,8 +64,9 @@ class Spec:
     def path(self) -> str:
         return self.pattern.source.name
 
-    def check(self, L: int | Iterable[int] | None = None, *, prove: bool = True, timeout_s: float = 5.0) -> Verdict:
-        """C0-C3: exhaustively at the given lengths (default set when None), then a proof for every L."""
+    def check(self, L: int | Iterable[int] | None = None, *, prove: bool = True, timeout_s: float = 5.0, budget_s: float = PROVER_BUDGET_S) -> Verdict:
+        """C0-C3: exhaustively at the given lengths (default set when None), then a proof for every L
+        (each solver query stops after `timeout_s`, all of them together after `budget_s`)."""
         lengths = [L] if isinstance(L, int) else (list(L) if L is not None else None)
         verdict = check_lengths(self.pattern, lengths)
         from .prove import accepts_some, prove as run_prover
@@ -75,7 +76,7 @@ class Spec:
             return Verdict("vacuous", (), None, f"{why}: the spec accepts no input and claims nothing", reason=why)
         if verdict.status in ("refuted", "unsupported") or not prove:
             return verdict
-        outcome = run_prover(self.pattern, timeout_s=timeout_s)
+        outcome = run_prover(self.pattern, timeout_s=timeout_s, budget_s=budget_s)
         if outcome.status == "proved":
             scope = outcome.scope or "all L"
             checked = verdict.scope if isinstance(verdict.scope, tuple) else ()

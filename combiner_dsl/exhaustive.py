@@ -78,11 +78,9 @@ def _check_summaries(layout: Layout, pl: PlanLayout) -> Witness | None:
 
 
 def check_layout(layout: Layout) -> Witness | None:
-    for pl in layout.plans:
-        witness = _check_plan(layout, pl)
-        if witness:
-            return witness
-    return None
+    """The most serious failure over every plan (C0 before C1 before C2 before C3, then the smallest i, j)."""
+    found = [w for w in (_check_plan(layout, pl) for pl in layout.plans) if w is not None]
+    return min(found, key=lambda w: (w.check, w.i, w.j if w.j is not None else -1)) if found else None
 
 
 def check_length(pattern: ir.Pattern, L: int) -> Witness | None:

@@ -14,7 +14,9 @@ Derived selection (no `select`) is not encoded: the outcome is unknown, with tha
 from __future__ import annotations
 
 import itertools
+import math
 import time
+from contextvars import ContextVar
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -24,6 +26,7 @@ import z3
 from . import ast, ir
 from .errors import SpecEvaluationError
 from .evaluate import accepts, evaluate, let_values
+from .limits import PROVER_BUDGET_S
 from .smt import Encoder, names, solve_binders
 from .verdict import Witness
 
@@ -32,6 +35,7 @@ REPLAY_MAX = 4096  # the longest L the exhaustive checker replays
 MAX_EXPANSION = 4096  # most binder values expanded in one bounded C2 query
 SMALL_CAPS = (4, 16, 64, 256, 1024, 4096)  # L caps tried to shrink a model before replay
 PINS = 24  # models meant for replay pin c ** e to its true value for e <= PINS (L < 2**24)
+_DEADLINE: ContextVar[float] = ContextVar("prover_deadline", default=float("inf"))  # perf_counter() end of the budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +108,11 @@ class _Query:
 
     def solve(self, formulas: list[z3.BoolRef], timeout_s: float, extra: tuple[z3.BoolRef, ...] = ()) -> tuple[str, int | None]:
         """("sat", L of the model) | ("unsat", None) | ("unknown", None)."""
+        left = _DEADLINE.get() - time.perf_counter()
+        if left <= 0:
+            return "unknown", None  # the total budget is spent: every later query gives up at once
         s = z3.Solver()
-        s.set("timeout", max(1, int(timeout_s * 1000)))
+        s.set("timeout", max(1, int(min(timeout_s, left) * 1000)))
         s.add(*self.facts, *formulas, *extra, *self.enc.constraints())
         r = s.check()
         if r == z3.sat:
@@ -219,9 +226,9 @@ def _uncovered(q: _Query, part: ir.Partition, i: z3.ArithRef, j: z3.ArithRef, mo
     ranges = [_binder_bounds(q.pattern, part, b, bound) for b in free]
     if any(r is None for r in ranges):
         return None
+    if math.prod(max(0, hi - lo) for lo, hi in ranges) > MAX_EXPANSION:  # type: ignore[misc]
+        return None  # counted before the values are listed
     values = list(itertools.product(*(range(lo, hi) for lo, hi in ranges)))  # type: ignore[misc]
-    if len(values) > MAX_EXPANSION:
-        return None
     return z3.And(*(z3.Not(covered({b: z3.IntVal(x) for b, x in zip(free, v, strict=True)})) for v in values)), True
 
 
@@ -400,12 +407,23 @@ def accepts_some(pattern: ir.Pattern, timeout_s: float = 5.0) -> bool | None:
     return {"sat": True, "unsat": False}.get(status)
 
 
-def prove(pattern: ir.Pattern, timeout_s: float = 5.0, bound: int = BOUND) -> ProofOutcome:
+def prove(pattern: ir.Pattern, timeout_s: float = 5.0, bound: int = BOUND, budget_s: float = PROVER_BUDGET_S) -> ProofOutcome:
     """C0-C3 for every L the requires accept: proved (for all L, or L <= bound), refuted with a
-    witness replayed by the exhaustive checker, or unknown with the reason."""
+    witness replayed by the exhaustive checker, or unknown with the reason. All solver queries
+    together stop after `budget_s` seconds (each one after `timeout_s`)."""
+    token = _DEADLINE.set(time.perf_counter() + budget_s)
+    try:
+        return _prove(pattern, timeout_s, bound, budget_s)
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _prove(pattern: ir.Pattern, timeout_s: float, bound: int, budget_s: float) -> ProofOutcome:
     start = time.perf_counter()
 
     def done(status: str, scope: str | None, witness: Witness | None, reason: str | None, results: list[CheckResult]) -> ProofOutcome:
+        if status == "unknown" and time.perf_counter() >= _DEADLINE.get():
+            reason = f"the prover's time budget ({budget_s:g} s for all queries) was spent; {reason}"
         return ProofOutcome(status, scope, witness, reason, time.perf_counter() - start, tuple(results))
 
     derived = [part.name for _, part in pattern.partitions if part.select is None]
