@@ -69,7 +69,8 @@ class Spec:
         (each solver query stops after `timeout_s`, all of them together after `budget_s`)."""
         lengths = [L] if isinstance(L, int) else (list(L) if L is not None else None)
         verdict = check_lengths(self.pattern, lengths)
-        from .prove import accepts_some, prove as run_prover
+        from .prove import accepts_some
+        from .prove import prove as run_prover
 
         if not verdict.scope and accepts_some(self.pattern, timeout_s) is False:
             why = "no length L >= 1 satisfies the requires"

@@ -9,8 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import api
-from . import limits
+from . import api, limits
 from .errors import CombinerError
 from .verdict import CHECKS, Verdict
 

@@ -30,6 +30,7 @@ from .boxcount import BoxJob, PerValueCounts, Regions, enumerate_regions, refine
 from .errors import LengthError
 from .evaluate import accepts, evaluate, failed_require, let_values
 from .growth import Lsym, accepted_length_near, candidate_orders
+from .limits import MAX_COST_L
 from .runtime.intervals import Tri
 from .runtime.ops import Exact
 from .smt import conjuncts, names, solve_binders
@@ -286,6 +287,8 @@ def cost_at(pattern: ir.Pattern, L: int, d: int = 64) -> CostFigures:
 
 
 def _cost_at(pattern: ir.Pattern, L: int, d: int) -> CostFigures:
+    if L > MAX_COST_L:
+        raise LengthError(f"L = {L}: the cost model counts lengths up to {MAX_COST_L}")
     bad = failed_require(pattern, L)
     if bad is not None or not accepts(pattern, L):
         raise LengthError(f"L = {L} is rejected by the spec's requires")

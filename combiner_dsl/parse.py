@@ -12,8 +12,8 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 from lark.indenter import DedentError, Indenter
 
 from . import ast
-from .limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_NAME_CHARS, MAX_TOKENS
 from .errors import Diagnostic, SpecSyntaxError, located
+from .limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_NAME_CHARS, MAX_TOKENS
 from .source import Source, Span
 
 MAX_BYTES = MAX_FILE_BYTES  # characters; a file is refused by its byte count before it is decoded

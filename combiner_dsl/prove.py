@@ -16,8 +16,8 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from contextvars import ContextVar
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 
