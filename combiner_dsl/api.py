@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from . import ir
 from .errors import CombinerError, Diagnostic, SpecSyntaxError
 from .exhaustive import check_lengths
+from .limits import MAX_FILE_BYTES, PROVER_BUDGET_S
 from .parse import parse
 from .semantics import analyze
 from .source import Source, Span
@@ -32,16 +33,24 @@ def read_source(path: str | Path) -> Source:
     """A spec file as a `Source`; unreadable or non-UTF-8 files are errors with the path."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with p.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # never more: /dev/zero or a huge file stops here
     except OSError as err:
         raise CombinerError(f"{p}: cannot read: {err.strerror or err}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CombinerError(f"{p}: spec is larger than {MAX_FILE_BYTES:,} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         src = Source(str(p), data.decode("utf-8", errors="replace"))
         diag = Diagnostic(src, Span(err.start, err.start + 1), "not UTF-8 text", "a spec is plain UTF-8 text")
         raise SpecSyntaxError(diag.render(), (diag,)) from None
-    return Source(str(p), text)
+    return Source(str(p), normalize_text(text))
+
+
+def normalize_text(text: str) -> str:
+    """Drop a UTF-8 byte order mark and turn CR LF and lone CR line ends into LF."""
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 @dataclass(frozen=True)
@@ -58,15 +67,20 @@ class Spec:
     def path(self) -> str:
         return self.pattern.source.name
 
-    def check(self, L: int | Iterable[int] | None = None, *, prove: bool = True, timeout_s: float = 5.0) -> Verdict:
-        """C0-C3: exhaustively at the given lengths (default set when None), then a proof for every L."""
+    def check(self, L: int | Iterable[int] | None = None, *, prove: bool = True, timeout_s: float = 5.0, budget_s: float = PROVER_BUDGET_S) -> Verdict:
+        """C0-C3: exhaustively at the given lengths (default set when None), then a proof for every L
+        (each solver query stops after `timeout_s`, all of them together after `budget_s`)."""
         lengths = [L] if isinstance(L, int) else (list(L) if L is not None else None)
         verdict = check_lengths(self.pattern, lengths)
-        if verdict.status == "refuted" or not prove:
-            return verdict
+        from .prove import accepts_some
         from .prove import prove as run_prover
 
-        outcome = run_prover(self.pattern, timeout_s=timeout_s)
+        if not verdict.scope and accepts_some(self.pattern, timeout_s) is False:
+            why = "no length L >= 1 satisfies the requires"
+            return Verdict("vacuous", (), None, f"{why}: the spec accepts no input and claims nothing", reason=why)
+        if verdict.status in ("refuted", "unsupported") or not prove:
+            return verdict
+        outcome = run_prover(self.pattern, timeout_s=timeout_s, budget_s=budget_s)
         if outcome.status == "proved":
             scope = outcome.scope or "all L"
             checked = verdict.scope if isinstance(verdict.scope, tuple) else ()
@@ -91,7 +105,7 @@ def load(path: str | Path | None = None, *, text: str | None = None, name: str =
     """Parse and check a spec from a file or from text; raises `CombinerError` with its location."""
     if (path is None) == (text is None):
         raise TypeError("load() takes a path or text=, not both")
-    source = read_source(path) if path is not None else Source(name, text or "")
+    source = read_source(path) if path is not None else Source(name, normalize_text(text or ""))
     return Spec(analyze(parse(source), source))
 
 

@@ -22,14 +22,13 @@ from typing import Any
 import torch
 
 from . import ast, ir
-from .errors import CombinerError
-from .evaluate import evaluate
+from .evaluate import evaluate, too_many_regions
+from .limits import MAX_REGIONS
 from .runtime.intervals import Bounds, Interval, Tri
 from .runtime.ops import Exact
 from .smt import names
 
 LEAF = 16  # boxes with at most this many points are evaluated point by point
-MAX_REGIONS = 1 << 26
 
 
 # ---------------------------------------------------------------- regions
@@ -69,7 +68,7 @@ def enumerate_regions(pattern: ir.Pattern, part: ir.Partition, env: dict[str, An
         hi = torch.as_tensor(evaluate(pattern, b.hi, scope, L), dtype=torch.int64).expand(n)
         cnt = (hi - lo).clamp(min=0)
         if int(cnt.sum()) > MAX_REGIONS:
-            raise CombinerError(f"partition `{part.name}` has more than {MAX_REGIONS} regions at L = {L}")
+            raise too_many_regions(pattern, part, b, L)
         prefix, last_lo, counts = cols, lo, cnt
         rep = torch.repeat_interleave(torch.arange(n), cnt)
         within = torch.arange(len(rep)) - torch.repeat_interleave(torch.cumsum(cnt, 0) - cnt, cnt)

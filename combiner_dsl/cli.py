@@ -9,12 +9,33 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import api
+from . import api, limits
 from .errors import CombinerError
 from .verdict import CHECKS, Verdict
 
 OK, REFUTED, BAD_INPUT, INTERNAL = 0, 1, 2, 3
 DEFAULT_COST_LENGTHS = (1024, 4096, 16384, 65536)
+UNUSABLE = ("vacuous", "unsupported")  # verdicts of a spec that cannot be used as written: exit 2
+
+
+def _number(kind: type, lo: float, hi: float, what: str) -> Callable[[str], Any]:
+    """An argparse type: a finite `kind` in [lo, hi]; anything else is a usage error naming the option."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (lo <= value <= hi):  # also false for nan
+            shown = f"{lo:g}..{hi:g}" if kind is float else f"{int(lo)}..{int(hi)}"
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: {what} in {shown}")
+        return value
+
+    return parse
+
+
+DENSE_L = _number(int, 1, limits.MAX_DENSE_L, "a length")
+COST_L = _number(int, 1, limits.MAX_COST_L, "a length")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,20 +44,20 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="prove or refute full attention (C0-C3)")
     c.add_argument("specs", nargs="+", metavar="SPEC")
-    c.add_argument("--L", type=int, action="append", dest="lengths", metavar="N", help="check this length (repeatable); default: a standard set")
+    c.add_argument("--L", type=DENSE_L, action="append", dest="lengths", metavar="N", help=f"check this length (repeatable; at most {limits.MAX_DENSE_L}); default: a standard set")
     c.add_argument("--prove", action=argparse.BooleanOptionalAction, default=True, help="also prove for every L (default: on)")
-    c.add_argument("--timeout", type=float, default=5.0, metavar="S", help="solver time limit per query, seconds")
+    c.add_argument("--timeout", type=_number(float, 0.001, limits.MAX_TIMEOUT_S, "seconds"), default=5.0, metavar="S", help="solver time limit per query, seconds")
     c.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     k = sub.add_parser("cost", help="the cost model: exact pairs per length and the asymptotic order")
     k.add_argument("specs", nargs="+", metavar="SPEC")
-    k.add_argument("--L", type=int, action="append", dest="lengths", metavar="N", help="length to count (repeatable)")
-    k.add_argument("--d", type=int, default=64, help="head dimension for the FLOP count")
+    k.add_argument("--L", type=COST_L, action="append", dest="lengths", metavar="N", help=f"length to count (repeatable; at most {limits.MAX_COST_L})")
+    k.add_argument("--d", type=_number(int, 1, limits.MAX_HEAD_DIM, "a head dimension"), default=64, help="head dimension for the FLOP count")
     k.add_argument("--json", action="store_true")
 
     s = sub.add_parser("show", help="draw the pattern at one length")
     s.add_argument("spec", metavar="SPEC")
-    s.add_argument("--L", type=int, required=True, metavar="N")
+    s.add_argument("--L", type=DENSE_L, required=True, metavar="N")
     s.add_argument("-o", "--output", metavar="FILE.png", help="write a PNG; without it, print text")
 
     g = sub.add_parser("compile", help="write the attention module of a spec")
@@ -69,11 +90,12 @@ def _each_spec(args: argparse.Namespace, run: Callable[[str, api.Spec], tuple[in
     for path in args.specs:
         try:
             code, entry, show = run(path, api.load(path))
-        except CombinerError as err:
-            status = BAD_INPUT
-            entries.append(_error_entry(path, err))
+        except Exception as err:  # one spec's failure never loses the others' report
+            ours = isinstance(err, CombinerError)
+            status = max(status, BAD_INPUT if ours else INTERNAL)
+            entries.append(_error_entry(path, err if ours else CombinerError(_internal(err))))
             if not args.json:
-                print(str(err), file=sys.stderr)
+                print(str(err) if ours else f"{path}: {_internal(err)}", file=sys.stderr)
             continue
         status = max(status, code)
         entries.append(entry)
@@ -89,7 +111,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     def run(path: str, spec: api.Spec) -> tuple[int, dict[str, Any], Callable[[], None]]:
         verdict = spec.check(args.lengths, prove=args.prove, timeout_s=args.timeout)
-        code = REFUTED if verdict.status == "refuted" else OK
+        code = REFUTED if verdict.status == "refuted" else BAD_INPUT if verdict.status in UNUSABLE else OK
         return code, {"path": path, "pattern": spec.name, **verdict.to_json()}, lambda: print(_verdict_line(path, spec.name, verdict))
 
     return _each_spec(args, run)
@@ -100,6 +122,8 @@ def _verdict_line(path: str, name: str, v: Verdict) -> str:
     if v.status == "refuted" and v.witness:
         w = v.witness
         return f"{head} REFUTED {w.check} ({CHECKS[w.check].split(':')[0]}): {w.explain()}"
+    if v.status in UNUSABLE:
+        return f"{head} {v.status.upper()}: {v.message}"
     text = f"{head} full attention {v.status.upper()} for {v.scope_text()}"
     if v.status == "checked" and v.reason:
         text += f"\n    no proof for every L: {v.reason}"
@@ -130,7 +154,7 @@ def _print_cost_table(name: str, order: str, figures: list[Any]) -> None:
         table.add_column(col, justify="right")
     for f in figures:
         row = f.to_json()
-        table.add_row(*(f"{row[c]:,}" if isinstance(row[c], int) else f"{row[c]:.1f}x" for c in ("L", "direct_pairs", "region_pairs", "summary_pairs", "logits_max", "flops", "dense_pairs", "ratio")))
+        table.add_row(*(f"{row[c]:,}" if isinstance(row[c], int) else "no pairs" if row[c] is None else f"{row[c]:.1f}x" for c in ("L", "direct_pairs", "region_pairs", "summary_pairs", "logits_max", "flops", "dense_pairs", "ratio")))
     Console(width=max(Console().width, 140)).print(table)  # the full table even when piped
 
 
@@ -144,6 +168,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if failed_require(spec.pattern, args.L) is not None:
         raise CombinerError(f"{args.spec}: L = {args.L} is rejected by the spec's requires")
     if args.output:
+        _writable(args.output)
         render_png(spec.pattern, args.L, args.output)
         print(f"wrote {args.output}")
     else:
@@ -152,16 +177,36 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    if args.output:
+        _writable(args.output)
     spec = api.load(args.spec)
     verdict = spec.check(prove=True) if args.check else None
+    if verdict is not None and verdict.status in UNUSABLE:
+        raise CombinerError(f"{args.spec}: {spec.name}: {verdict.status}: {verdict.message}")
     source = api.generate(spec, args.target, verdict=verdict, cost=args.cost, standalone=args.standalone)
     if args.output:
-        Path(args.output).write_text(source)
+        try:
+            Path(args.output).write_text(source)
+        except OSError as err:
+            raise CombinerError(f"-o {args.output}: cannot write: {err.strerror or err}") from None
         status = verdict.status if verdict else "not checked"
         print(f"wrote {args.output} ({spec.name}, target {args.target}, {status})", file=sys.stderr)
     else:
         sys.stdout.write(source)
     return OK if verdict is None or verdict.holds else REFUTED
+
+
+def _writable(output: str) -> None:
+    """`-o` must name a file in an existing directory: checked before any work."""
+    parent = Path(output).parent
+    if not parent.is_dir():
+        raise CombinerError(f"-o {output}: directory {str(parent)!r} does not exist")
+    if Path(output).is_dir():
+        raise CombinerError(f"-o {output}: is a directory")
+
+
+def _internal(err: Exception) -> str:
+    return f"internal error: {type(err).__name__}: {err}"
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "cost": cmd_cost, "show": cmd_show, "compile": cmd_compile}
@@ -177,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # a bug of ours: say so plainly, without a traceback
-        print(f"combiner: internal error: {type(err).__name__}: {err}\nplease report it with the spec that caused it", file=sys.stderr)
+        print(f"combiner: {_internal(err)}\nplease report it with the spec that caused it", file=sys.stderr)
         return INTERNAL
 
 

@@ -30,6 +30,7 @@ from .boxcount import BoxJob, PerValueCounts, Regions, enumerate_regions, refine
 from .errors import LengthError
 from .evaluate import accepts, evaluate, failed_require, let_values
 from .growth import Lsym, accepted_length_near, candidate_orders
+from .limits import MAX_COST_L
 from .runtime.intervals import Tri
 from .runtime.ops import Exact
 from .smt import conjuncts, names, solve_binders
@@ -286,6 +287,8 @@ def cost_at(pattern: ir.Pattern, L: int, d: int = 64) -> CostFigures:
 
 
 def _cost_at(pattern: ir.Pattern, L: int, d: int) -> CostFigures:
+    if L > MAX_COST_L:
+        raise LengthError(f"L = {L}: the cost model counts lengths up to {MAX_COST_L}")
     bad = failed_require(pattern, L)
     if bad is not None or not accepts(pattern, L):
         raise LengthError(f"L = {L} is rejected by the spec's requires")
@@ -349,6 +352,9 @@ def order(pattern: ir.Pattern, lengths: tuple[int, ...] = (1 << 8, 1 << 10, 1 <<
     for L in Ls:
         f = cost_at(pattern, L)
         totals.append(f.direct_pairs + f.region_pairs + f.summary_pairs)
+    if not any(totals):  # nothing is attended at all (say `direct: false` and no partition)
+        return sympy.Integer(0)
+    totals = [max(1, t) for t in totals]  # a log of zero has no slope
 
     def slope(c: sympy.Expr) -> float:
         r = [float(sympy.log(t / c.subs(Lsym, L))) for t, L in zip(totals, Ls, strict=True)]

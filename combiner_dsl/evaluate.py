@@ -7,6 +7,7 @@ from typing import Any
 
 from . import ast, ir, operators
 from .errors import SpecEvaluationError, located
+from .limits import MAX_REGIONS
 from .runtime.ops import DomainError, Exact
 
 
@@ -104,8 +105,9 @@ def accepts(pattern: ir.Pattern, L: int) -> bool:
     return failed_require(pattern, L) is None
 
 
-def binder_tuples(pattern: ir.Pattern, part: ir.Partition, env: Mapping[str, Any], L: int) -> list[tuple[int, ...]]:
-    """Every binder tuple of a partition at one length (bounds may use earlier binders)."""
+def binder_tuples(pattern: ir.Pattern, part: ir.Partition, env: Mapping[str, Any], L: int, limit: int = MAX_REGIONS, why: str = "") -> list[tuple[int, ...]]:
+    """Every binder tuple of a partition at one length (bounds may use earlier binders); more than
+    `limit` tuples is an error located at the binder, raised before they are built."""
     tuples: list[tuple[int, ...]] = [()]
     for k, b in enumerate(part.binders):
         grown: list[tuple[int, ...]] = []
@@ -113,6 +115,14 @@ def binder_tuples(pattern: ir.Pattern, part: ir.Partition, env: Mapping[str, Any
             scope = {**env, **dict(zip(part.binder_names[:k], t, strict=True))}
             lo = evaluate(pattern, b.lo, scope, L)
             hi = evaluate(pattern, b.hi, scope, L)
+            if len(grown) + max(0, hi - lo) > limit:
+                raise too_many_regions(pattern, part, b, L, limit, why)
             grown.extend((*t, v) for v in range(lo, hi))
         tuples = grown
     return tuples
+
+
+def too_many_regions(pattern: ir.Pattern, part: ir.Partition, b: ir.Binder, L: int, limit: int = MAX_REGIONS, why: str = "") -> SpecEvaluationError:
+    """The error for a partition past a region limit, located at the binder that passes it."""
+    msg = f"partition `{part.name}` has more than {limit:,} regions at L = {L}{why}"
+    return located(SpecEvaluationError, pattern.source, b.span, msg, "narrow the binder ranges or restrict L with `require`", L=L)  # type: ignore[return-value]

@@ -78,15 +78,16 @@ def _check_summaries(layout: Layout, pl: PlanLayout) -> Witness | None:
 
 
 def check_layout(layout: Layout) -> Witness | None:
-    for pl in layout.plans:
-        witness = _check_plan(layout, pl)
-        if witness:
-            return witness
-    return None
+    """The most serious failure over every plan (C0 before C1 before C2 before C3, then the smallest i, j)."""
+    found = [w for w in (_check_plan(layout, pl) for pl in layout.plans) if w is not None]
+    return min(found, key=lambda w: (w.check, w.i, w.j if w.j is not None else -1)) if found else None
 
 
 def check_length(pattern: ir.Pattern, L: int) -> Witness | None:
-    """The first failure of C0-C3 at length L (C0 before C1 before C2 before C3), or None."""
+    """The first failure of C0-C3 at length L (C0 before C1 before C2 before C3), or None; a
+    length the requires reject has no failure."""
+    if not accepts(pattern, L):
+        return None
     try:
         return check_layout(build_layout(pattern, L))
     except CoverageError as err:
@@ -104,6 +105,7 @@ def check_lengths(pattern: ir.Pattern, lengths: Iterable[int] | None = None) -> 
     tried: list[int] = []
     derived: tuple[str, ...] = ()
     worst: Witness | None = None
+    unsupported: str | None = None
     for L in sorted(set(lengths if lengths is not None else default_lengths())):
         if not accepts(pattern, L):
             continue
@@ -111,6 +113,7 @@ def check_lengths(pattern: ir.Pattern, lengths: Iterable[int] | None = None) -> 
             layout = build_layout(pattern, L)
             derived = derived or tuple(d for pl in layout.plans for d in pl.derived)
             witness = check_layout(layout)
+            unsupported = unsupported or next((rs.unsupported for pl in layout.plans for rs in pl.regions if rs.unsupported), None)
         except CoverageError as err:
             if err.witness is None:
                 raise
@@ -122,6 +125,8 @@ def check_lengths(pattern: ir.Pattern, lengths: Iterable[int] | None = None) -> 
             break
     if worst:
         return Verdict("refuted", tuple(tried), worst, worst.explain(), derived=derived)
+    if unsupported:
+        return Verdict("unsupported", tuple(tried), None, f"cannot be compiled: {unsupported}", reason=unsupported, derived=derived)
     if not tried:
         return Verdict("checked", (), None, "no length tried is accepted by the requires", reason="no accepted length")
     return Verdict("checked", tuple(tried), None, f"full attention at every length tried ({len(tried)} lengths, up to L={tried[-1]})", derived=derived)

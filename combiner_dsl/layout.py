@@ -6,13 +6,15 @@ and the dense oracle, so it is written for clarity and only ever used at lengths
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from . import ir
-from .errors import CoverageError
+from .errors import CoverageError, LengthError
 from .evaluate import binder_tuples, evaluate, let_values
+from .limits import MAX_DENSE_CELLS, MAX_DENSE_L, MAX_REGIONS
 from .verdict import Witness
 
 
@@ -26,6 +28,7 @@ class RegionSet:
     select: torch.Tensor  # bool [L, R]: selected and non-empty
     query_at: torch.Tensor | None  # int64 [L, R] position of at(...) for the unit query, None if pooled
     key_at: torch.Tensor | None  # int64 [L, R] likewise for the unit key
+    unsupported: str | None = None  # why the generated module cannot plan this partition at this L
 
     def name(self, r: int) -> str:
         return self.partition.region_name(self.binders[r])
@@ -68,7 +71,9 @@ def derived_rule_text(pattern: ir.Pattern, part: ir.Partition, direct_text: str)
 
 
 def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partition, L: int, direct: torch.Tensor, allowed: torch.Tensor, direct_text: str) -> tuple[RegionSet, str | None]:
-    tuples = binder_tuples(pattern, part, layout_env, L)
+    # the [R, L] grids below (and [R, R] for derived selection) bound R by the dense limit as well
+    limit = min(MAX_REGIONS, MAX_DENSE_CELLS // L, math.isqrt(MAX_DENSE_CELLS) if part.select is None else MAX_REGIONS)
+    tuples = binder_tuples(pattern, part, layout_env, L, limit, " for the exhaustive checker")
     R = len(tuples)
     cols = torch.tensor(tuples, dtype=torch.int64).reshape(R, len(part.binders))
     j = torch.arange(L)
@@ -76,11 +81,11 @@ def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partit
     member = _as_grid(evaluate(pattern, part.member, member_env, L), (R, L), torch.bool) if R else torch.zeros(0, L, dtype=torch.bool)
     nonempty = member.any(dim=1)
     sel_env = {**layout_env, "i": j[:, None], **{n: cols[None, :, k] for k, n in enumerate(part.binder_names)}}
-    derived_rule = None
+    derived_rule = unsupported = None
     if part.select is not None:
         select = _as_grid(evaluate(pattern, part.select, sel_env, L), (L, R), torch.bool) if R else torch.zeros(L, 0, dtype=torch.bool)
     else:
-        select = derive_selection(member, nonempty, allowed & ~direct, part, tuples, L)
+        select, unsupported = derive_selection(member, nonempty, allowed & ~direct, part, tuples, L)
         derived_rule = derived_rule_text(pattern, part, direct_text)
     select = select & nonempty[None, :]
 
@@ -89,11 +94,12 @@ def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partit
             return None
         return _as_grid(evaluate(pattern, src.position, sel_env, L), (L, R), torch.int64) if R else torch.zeros(L, 0, dtype=torch.int64)
 
-    return RegionSet(part, tuple(tuples), member, select, at(part.query), at(part.key)), derived_rule
+    return RegionSet(part, tuple(tuples), member, select, at(part.query), at(part.key), unsupported), derived_rule
 
 
-def derive_selection(member: torch.Tensor, nonempty: torch.Tensor, free: torch.Tensor, part: ir.Partition, tuples: list[tuple[int, ...]], L: int) -> torch.Tensor:
-    """Inclusion-maximal non-empty regions inside each query's free keys (Γ_i minus D_i).
+def derive_selection(member: torch.Tensor, nonempty: torch.Tensor, free: torch.Tensor, part: ir.Partition, tuples: list[tuple[int, ...]], L: int) -> tuple[torch.Tensor, str | None]:
+    """Inclusion-maximal non-empty regions inside each query's free keys (Γ_i minus D_i), and why
+    the generated module could not plan them (its planner needs nested-or-disjoint regions).
 
     Fails with a C1 witness when two of the regions it would select overlap.
     """
@@ -109,11 +115,22 @@ def derive_selection(member: torch.Tensor, nonempty: torch.Tensor, free: torch.T
         names = [part.region_name(tuples[r]) for r in (chosen[i] & member[:, j]).nonzero().flatten().tolist()]
         witness = Witness("C1", L, i, j, tuple(names[:2]))
         raise CoverageError(f"derived selection of `{part.name}` is ambiguous: {witness.explain()}", witness)
-    return chosen
+    crossing = ((m @ m.T) > 0) & ~subset & ~subset.T & nonempty[:, None] & nonempty[None, :]
+    if not bool(crossing.any()):
+        return chosen, None
+    v, w = (int(x) for x in crossing.nonzero()[0])
+    j = int((member[v] & member[w]).nonzero()[0])
+    a, b = part.region_name(tuples[v]), part.region_name(tuples[w])
+    return chosen, (
+        f"derived selection of `{part.name}`: at L={L}, regions {a} and {b} share key j={j} without one containing the other; "
+        "the generated module needs the regions of a derived selection to be nested or disjoint (write a `select`)"
+    )
 
 
 def build_layout(pattern: ir.Pattern, L: int) -> Layout:
     """Evaluate every predicate of `pattern` on the full grid at length L (the caller checks requires)."""
+    if L > MAX_DENSE_L:
+        raise LengthError(f"L = {L}: the exhaustive checker holds L x L grids and takes L <= {MAX_DENSE_L}")
     env: dict[str, object] = dict(let_values(pattern, L))
     allowed = allowed_mask(pattern.causal, L)
     idx = torch.arange(L)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -12,10 +13,11 @@ from lark.indenter import DedentError, Indenter
 
 from . import ast
 from .errors import Diagnostic, SpecSyntaxError, located
+from .limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_NAME_CHARS, MAX_TOKENS
 from .source import Source, Span
 
-MAX_DEPTH = 100  # deepest expression accepted; deeper input is an error, never a RecursionError
-MAX_BYTES = 4_000_000
+MAX_BYTES = MAX_FILE_BYTES  # characters; a file is refused by its byte count before it is decoded
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+|\*\*|//|[<>=!]=|#[^\n]*|\S")
 
 KEYWORDS = frozenset(
     "pattern causal bidirectional let require direct partition member select summary mix plan "
@@ -200,6 +202,8 @@ def _precheck(source: Source) -> None:
         if ch == "\n":
             in_comment = False
             continue
+        if not (ch.isprintable() or ch == "\t"):  # comments too: generated code quotes them
+            raise located(SpecSyntaxError, source, Span(pos, pos + 1), f"unexpected character {ch!r}", "a spec is plain text")
         if in_comment:
             continue
         if ch == "#":
@@ -212,12 +216,25 @@ def _precheck(source: Source) -> None:
                 raise located(SpecSyntaxError, source, Span(pos, pos + 1), "brackets nested too deeply", f"at most {MAX_DEPTH} levels")
         elif ch in ")]" and openers:
             openers.pop()
-        elif not (ch.isprintable() or ch in "\r\n"):
-            raise located(SpecSyntaxError, source, Span(pos, pos + 1), f"unexpected character {ch!r}", "a spec is plain text")
+    _count_tokens(source)
     if openers:
         pos = openers[-1]
         closer = ")" if text[pos] == "(" else "]"
         raise located(SpecSyntaxError, source, Span(pos, pos + 1), f"unclosed {text[pos]!r}", f"add the matching {closer!r}")
+
+
+def _count_tokens(source: Source) -> None:
+    """Bound the parser's work before it starts: the token count, and the length of every name."""
+    count = 0
+    for m in _TOKEN.finditer(source.text):
+        tok = m.group()
+        if tok[0] == "#":
+            continue
+        count += 1
+        if count > MAX_TOKENS:
+            raise located(SpecSyntaxError, source, Span(m.start(), m.end()), "spec has too many tokens", f"a spec holds at most {MAX_TOKENS:,} tokens; use `let` for repeated parts")
+        if len(tok) > MAX_NAME_CHARS and (tok[0].isalpha() or tok[0] == "_"):
+            raise located(SpecSyntaxError, source, Span(m.start(), m.end()), "name too long", f"a name has at most {MAX_NAME_CHARS} characters")
 
 
 def _syntax_error(source: Source, err: UnexpectedInput) -> SpecSyntaxError:

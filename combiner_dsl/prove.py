@@ -14,8 +14,10 @@ Derived selection (no `select`) is not encoded: the outcome is unknown, with tha
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
@@ -25,6 +27,7 @@ import z3
 from . import ast, ir
 from .errors import SpecEvaluationError
 from .evaluate import accepts, evaluate, let_values
+from .limits import PROVER_BUDGET_S
 from .ranges import risky_nodes
 from .runtime.ops import MAX_LENGTH
 from .smt import Encoder, names, solve_binders
@@ -35,6 +38,7 @@ REPLAY_MAX = 4096  # the longest L the exhaustive checker replays
 MAX_EXPANSION = 4096  # most binder values expanded in one bounded C2 query
 SMALL_CAPS = (4, 16, 64, 256, 1024, 4096)  # L caps tried to shrink a model before replay
 PINS = 24  # models meant for replay pin c ** e to its true value for e <= PINS (L < 2**24)
+_DEADLINE: ContextVar[float] = ContextVar("prover_deadline", default=float("inf"))  # perf_counter() end of the budget
 
 
 CheckStatus = Literal["holds", "violated", "unknown"]
@@ -113,8 +117,11 @@ class _Query:
 
     def solve(self, formulas: list[z3.BoolRef], timeout_s: float, extra: tuple[z3.BoolRef, ...] = ()) -> tuple[str, int | None]:
         """("sat", L of the model) | ("unsat", None) | ("unknown", None)."""
+        left = _DEADLINE.get() - time.perf_counter()
+        if left <= 0:
+            return "unknown", None  # the total budget is spent: every later query gives up at once
         s = z3.Solver()
-        s.set("timeout", max(1, int(timeout_s * 1000)))
+        s.set("timeout", max(1, int(min(timeout_s, left) * 1000)))
         s.add(*self.facts, *formulas, *extra, *self.enc.constraints())
         r = s.check()
         if r == z3.sat:
@@ -228,9 +235,9 @@ def _uncovered(q: _Query, part: ir.Partition, i: z3.ArithRef, j: z3.ArithRef, mo
     ranges = [_binder_bounds(q.pattern, part, b, bound) for b in free]
     if any(r is None for r in ranges):
         return None
+    if math.prod(max(0, hi - lo) for lo, hi in ranges) > MAX_EXPANSION:  # type: ignore[misc]
+        return None  # counted before the values are listed
     values = list(itertools.product(*(range(lo, hi) for lo, hi in ranges)))  # type: ignore[misc]
-    if len(values) > MAX_EXPANSION:
-        return None
     return z3.And(*(z3.Not(covered({b: z3.IntVal(x) for b, x in zip(free, v, strict=True)})) for v in values)), True
 
 
@@ -297,11 +304,13 @@ def _replay(pattern: ir.Pattern, build: Builder, mode: str, bound: int | None, L
         got = build(q, mode, bound)
         assert got is not None
         status, small = q.solve([got[0]], timeout_s, (q.L <= cap,))
-        if status == "sat" and small is not None:
+        if status == "sat" and small is not None and small <= REPLAY_MAX and _accepted(pattern, small):
             L = small
             break
     if L > REPLAY_MAX:
         return None, f"z3 reports a violation at L={L}, too long to replay"
+    if not _accepted(pattern, L):  # z3's model of the requires can be looser than their value
+        return None, f"z3 reports a violation at L={L}, a length the requires reject"
     try:
         witness = check_length(pattern, L)
     except SpecEvaluationError as err:
@@ -309,6 +318,13 @@ def _replay(pattern: ir.Pattern, build: Builder, mode: str, bound: int | None, L
     if witness is None:
         return None, f"z3 reports a violation at L={L} that the exhaustive checker does not confirm"
     return witness, ""
+
+
+def _accepted(pattern: ir.Pattern, L: int) -> bool:
+    try:
+        return L >= 1 and accepts(pattern, L)
+    except SpecEvaluationError:
+        return True  # undefined there: the replay reports it
 
 
 def _settle(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, what: str, build: Builder, timeout_s: float, bound: int) -> CheckResult:
@@ -394,12 +410,29 @@ def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tu
     return "unknown", f"z3 suggests an undefined expression at L={L}, not confirmed"
 
 
-def prove(pattern: ir.Pattern, timeout_s: float = 5.0, bound: int = BOUND) -> ProofOutcome:
+def accepts_some(pattern: ir.Pattern, timeout_s: float = 5.0) -> bool | None:
+    """Does some L >= 1 satisfy the requires? (None: the solver could not tell.)"""
+    status, _ = _Query(pattern, None).solve([], timeout_s)
+    return {"sat": True, "unsat": False}.get(status)
+
+
+def prove(pattern: ir.Pattern, timeout_s: float = 5.0, bound: int = BOUND, budget_s: float = PROVER_BUDGET_S) -> ProofOutcome:
     """C0-C3 for every L the requires accept: proved (for all L, or L <= bound), refuted with a
-    witness replayed by the exhaustive checker, or unknown with the reason."""
+    witness replayed by the exhaustive checker, or unknown with the reason. All solver queries
+    together stop after `budget_s` seconds (each one after `timeout_s`)."""
+    token = _DEADLINE.set(time.perf_counter() + budget_s)
+    try:
+        return _prove(pattern, timeout_s, bound, budget_s)
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _prove(pattern: ir.Pattern, timeout_s: float, bound: int, budget_s: float) -> ProofOutcome:
     start = time.perf_counter()
 
     def done(status: str, scope: str | None, witness: Witness | None, reason: str | None, results: list[CheckResult]) -> ProofOutcome:
+        if status == "unknown" and time.perf_counter() >= _DEADLINE.get():
+            reason = f"the prover's time budget ({budget_s:g} s for all queries) was spent; {reason}"
         return ProofOutcome(status, scope, witness, reason, time.perf_counter() - start, tuple(results))
 
     derived = [part.name for _, part in pattern.partitions if part.select is None]

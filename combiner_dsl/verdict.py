@@ -55,8 +55,10 @@ class Witness:
 class Verdict:
     """The strongest claim reached about C0-C3.
 
-    status: "proved" (scope "all L" or "L <= N"), "checked" (scope: the lengths tried), or
-    "refuted" (with a witness). `reason` says why a proof was not reached, when it was not.
+    status: "proved" (scope "all L" or "L <= N"), "checked" (scope: the lengths tried),
+    "refuted" (with a witness), "vacuous" (no length satisfies the requires: nothing is claimed) or
+    "unsupported" (C0-C3 may hold, but the generated module could not run it; `reason` says why).
+    `reason` also says why a proof was not reached, when it was not.
     """
 
     status: Status

@@ -46,13 +46,23 @@ def ev(e: ast.Expr, env: dict[str, Any]) -> Any:
     raise AssertionError(e)
 
 
+MAX_TUPLES = 100_000  # past this the brute force gives up (TooBig) rather than run for hours
+
+
+class TooBig(Exception):
+    """The spec is too large for brute force at this length."""
+
+
 def _tuples(part: ir.Partition, env: dict[str, Any]) -> list[tuple[int, ...]]:
     out: list[tuple[int, ...]] = [()]
     for k, b in enumerate(part.binders):
-        nxt = []
+        nxt: list[tuple[int, ...]] = []
         for t in out:
             e = {**env, **dict(zip(part.binder_names[:k], t, strict=True))}
-            nxt += [(*t, v) for v in range(ev(b.lo, e), ev(b.hi, e))]
+            lo, hi = ev(b.lo, e), ev(b.hi, e)
+            if len(nxt) + hi - lo > MAX_TUPLES:
+                raise TooBig(part.name)
+            nxt += [(*t, v) for v in range(lo, hi)]
         out = nxt
     return out
 
@@ -76,13 +86,10 @@ def brute_check(pattern: ir.Pattern, L: int) -> tuple[str, int, int | None] | No
             built.append(_selection(pattern, plan, env, L, gamma))
         except _Ambiguous as amb:
             return amb.found
+    found = []  # each plan's first failure; the most serious of them is reported
     for direct, chosen in built:
-        for code in ("C0", "C1", "C2", "C3"):
-            for i in range(L):
-                hit = _violation(code, env, L, i, gamma[i], direct[i], chosen[i])
-                if hit is not None:
-                    return (code, i, hit)
-    return None
+        found += [next(((code, i, hit) for code in ("C0", "C1", "C2", "C3") for i in range(L) if (hit := _violation(code, env, L, i, gamma[i], direct[i], chosen[i])) is not None), None)]
+    return min((f for f in found if f is not None), key=lambda f: (f[0], f[1], f[2] if f[2] is not None else -1), default=None)
 
 
 def _selection(pattern: ir.Pattern, plan: ir.Plan, env: dict[str, Any], L: int, gamma: list[set[int]]) -> Any:

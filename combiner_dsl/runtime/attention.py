@@ -16,8 +16,7 @@ from .module import CombinerModule
 from .plan import Bucket, PatternPlan, Plan, Segment  # runtime-import
 
 BUDGET = 1 << 20  # floats in the largest intermediate of one chunk: small enough to stay in cache
-NEG_INF = float("-inf")
-MASKED = -1.0e30  # logit of a masked entry: exp() underflows to exactly 0 beside any real logit
+NEG_INF = float("-inf")  # logit of a masked entry: exactly zero weight beside any real logit, whatever its size
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -256,12 +255,16 @@ def _chunk(
     W = kc.shape[3]
     # explicit 3-D bmm: torch.matmul would copy the transposed 5-D key block first
     s = torch.bmm(qc.reshape(B * H * c, T, D), kc.reshape(B * H * c, W, D).transpose(1, 2)).view(B, H, c, T, W)
-    # a large finite fill, not -inf: a row with no logit stays finite (and is zeroed below), while a
-    # masked entry next to a real logit still gets exactly zero weight and zero gradient
+    # -inf, not a large finite fill: no finite logit (q = 1e17, k = -1e17, or a huge negative scale)
+    # can fall below it. A row with no logit at all is filled with 0 instead, so its softmax stays
+    # finite (no NaN in the output or the gradient); it is zeroed below.
+    has = seg.row_has[tiles] & mask.any(-1)
     drop = ~mask
     if bool(drop.any()):  # full tiles need no mask at all
-        s = s.masked_fill_(drop, MASKED) if not (torch.is_grad_enabled() and s.requires_grad) else s.masked_fill(drop, MASKED)
-    has = seg.row_has[tiles]
+        inplace = not (torch.is_grad_enabled() and s.requires_grad)
+        s = s.masked_fill_(drop, NEG_INF) if inplace else s.masked_fill(drop, NEG_INF)
+        if not bool(has.all()):
+            s = s.masked_fill_(~has[..., None], 0.0) if inplace else s.masked_fill(~has[..., None], 0.0)
     lse = torch.where(has, torch.logsumexp(s, -1), NEG_INF) if need_lse else None
     out = torch.bmm(torch.softmax(s, -1).view(B * H * c, T, W), vc.reshape(B * H * c, W, D)).view(B, H, c, T, D)
     if not bool(has.all()):
@@ -297,6 +300,8 @@ def plan_attention(
 def combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: PatternPlan, scale: float | None = None) -> torch.Tensor:
     """The pattern's attention output, in q's dtype (inputs already checked; plan on q's device)."""
     D = q.shape[-1]
+    if q.numel() == 0:  # B = 0 or H = 0: an empty output, still attached to q
+        return q * 0.0
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     dt = compute_dtype(q.dtype)
     qc, kc, vc = (x.to(dt).contiguous() for x in (q, k, v))

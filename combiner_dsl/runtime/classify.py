@@ -152,6 +152,9 @@ def _check_c3(ps: PartitionState, chosen: torch.Tensor, inside: torch.Tensor, L:
 
 
 def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], L: int) -> Selection:
+    if ps.regions.count == 0:  # a partition with no region at this L contributes nothing
+        empty = torch.zeros(0, dtype=torch.int64)
+        return Selection(empty, empty, empty, empty, torch.zeros(0, order.tile, dtype=torch.bool), empty, empty, empty)
     if ps.free_fn is not None:
         return derived_units(ps, order, values, env, L)
     T = order.tile
@@ -192,16 +195,18 @@ def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Te
                 bound[name] = scope[name].lo[uni][:, None]
             key, ok, inside = _keys(ps, {**exact_env(env, values, tiles[tu, :1], "i"), **bound}, (m, 1), L)
             key, ok, inside = key[:, 0], ok[:, 0], inside[:, 0]
-            _check_c3(ps, ok, inside, L)
             whole = ok & res.all_true[uni]
             fulls.append((tu[whole], key[whole]))
+            picked = whole.clone()  # C3 concerns the units some query really selects
             mixed = (ok & ~res.all_true[uni]).nonzero().flatten()
             if mixed.numel():
                 i = tiles[tu[mixed]]
                 sub = {**exact_env(env, values, i, "i"), **{k: v[mixed] for k, v in bound.items()}}
                 mask = (i >= 0) & as_bool(ps.residual(Exact, sub), (mixed.numel(), T))
                 hit = mask.any(1)
+                picked[mixed[hit]] = True
                 cols.append((tu[mixed][hit], key[mixed][hit], mask[hit]))
+            _check_c3(ps, picked, inside, L)
         rest = (keep & ~point).nonzero().flatten()
         if rest.numel():
             m = rest.numel()

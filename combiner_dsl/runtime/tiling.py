@@ -13,11 +13,12 @@ from typing import Any
 import torch
 
 from .intervals import Interval, Tri  # runtime-import
-from .ops import Exact  # runtime-import
+from .ops import DomainError, Exact  # runtime-import
 
 Fn = Callable[[Any, Mapping[str, Any]], Any]
 BIG = 2**62  # bound of an empty tile; such tiles are filtered out before any arithmetic
 CHUNK = 1 << 22  # elements per vectorised step: bounds the plan builder's memory
+MAX_REGIONS = 1 << 22  # regions of one partition at one L, for every stage (combiner_dsl/limits.py)
 
 
 def as_long(x: Any, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
@@ -154,6 +155,8 @@ class Enumeration:
             lo = as_long(b.lo(Exact, scope), (count,)).clone()
             hi = as_long(b.hi(Exact, scope), (count,)).clone()
             n = torch.clamp(hi - lo, min=0)
+            if int(n.sum()) > MAX_REGIONS:  # checked before anything of that size is allocated
+                raise DomainError(f"more than {MAX_REGIONS} tuples of binders {', '.join(self.names)}")
             start = torch.cumsum(n, 0) - n
             parent = torch.repeat_interleave(torch.arange(count), n)
             total = int(n.sum())
@@ -169,6 +172,8 @@ class Enumeration:
         idx: torch.Tensor | None = None
         ok: torch.Tensor | None = None
         for name, (lo, hi, start) in zip(self.names, self.levels, strict=True):
+            if lo.numel() == 0:  # an earlier binder has no value here: no tuple exists at all
+                return torch.full(torch.broadcast_shapes(*(torch.as_tensor(values[n]).shape for n in self.names)), -1, dtype=torch.int64)
             v = torch.as_tensor(values[name], dtype=torch.int64)
             at = torch.zeros_like(v) if idx is None else idx
             lo_v, hi_v = lo[at], hi[at]

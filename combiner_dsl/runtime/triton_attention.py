@@ -265,6 +265,8 @@ def triton_combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     float64 inputs are computed in float32, the kernels' widest type, and returned as float64.
     """
     D = q.shape[-1]
+    if q.numel() == 0:  # B = 0 or H = 0: an empty output, still attached to q (no kernel launch)
+        return q * 0.0
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     dtype = q.dtype
     if dtype == torch.float64:
