@@ -11,11 +11,11 @@ import pytest
 import torch
 
 pytest.importorskip("transformers")
-from transformers import AttentionInterface, AutoModelForCausalLM, LlamaConfig  # noqa: E402
-from transformers.masking_utils import AttentionMaskInterface  # noqa: E402
+from transformers import AttentionInterface, AutoModelForCausalLM, LlamaConfig
+from transformers.masking_utils import AttentionMaskInterface
 
-from combiner_dsl import api, hf  # noqa: E402
-from combiner_dsl.oracle import oracle_attention  # noqa: E402
+from combiner_dsl import api, hf
+from combiner_dsl.oracle import oracle_attention
 
 ROOT = Path(__file__).resolve().parent.parent
 STREAMING = [*sorted((ROOT / "examples" / "streaming").glob("*.cmb")), ROOT / "examples" / "combiner_logsparse.cmb"]
@@ -105,16 +105,16 @@ def test_inputs_it_cannot_serve_raise_with_the_remedy() -> None:
     ids = torch.randint(1, 256, (2, 12), generator=torch.Generator().manual_seed(3))
     left = torch.ones_like(ids)
     left[1, :3] = 0
-    with pytest.raises(ValueError, match="left padding.*padding_side = 'right'"):
+    with pytest.raises(ValueError, match=r"left padding.*padding_side = 'right'"):
         m(ids, attention_mask=left)
     isqrt = registered(ROOT / "examples" / "combiner_fixed.cmb")
     assert not isqrt.streaming
     m = model(isqrt.name).eval()
-    with pytest.raises(ValueError, match="not prefix-stable.*use_cache=False"):
+    with pytest.raises(ValueError, match=r"not prefix-stable.*use_cache=False"):
         generate(m, ids, True)
     assert generate(m, ids, False).sequences.shape == (2, 44)  # without a cache it is exact, and allowed
     bidir = registered(ROOT / "examples" / "combiner_fixed_bidir.cmb")
     right = torch.ones_like(ids)
     right[1, 9:] = 0
-    with pytest.raises(ValueError, match="bidirectional.*no padding"):
+    with pytest.raises(ValueError, match=r"bidirectional.*no padding"):
         model(bidir.name)(ids, attention_mask=right)
