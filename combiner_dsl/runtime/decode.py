@@ -13,7 +13,7 @@ every position and unit, the last step that needs it, and keeps only what is sti
 
 Buffers are slot pools sized by the largest number of live entries (interval scheduling over the
 plan), so the cache's bytes are what the pattern needs, not the prefix length. The caller is
-responsible for prefix stability: `combiner_dsl.hf` and `combiner_dsl.decoding` check it first.
+responsible for prefix stability: `combiner check` proves it (`streaming`), `combiner_dsl.hf` checks it.
 """
 
 from __future__ import annotations
@@ -124,6 +124,14 @@ class DecodePlan:
         order = order[self.complete[order] >= 0]
         self.completing = order  # units by completion step
         self.complete_ptr = torch.searchsorted(self.complete[order], torch.arange(capacity + 1))
+
+    def nbytes(self) -> int:
+        """Bytes of the per-step tables (shared by every cache of this spec and capacity)."""
+        tensors = [x for x in vars(self).values() if isinstance(x, torch.Tensor)]
+        for s in self.segs:
+            tensors += [s.where, s.keypos, *(x for x in vars(s.seg).values() if isinstance(x, torch.Tensor))]
+        tensors += [x for bk in self.plan.buckets for x in vars(bk).values() if isinstance(x, torch.Tensor)]
+        return sum(x.numel() * x.element_size() for x in tensors)
 
     def _last_uses(self, s: _Seg, last_direct: torch.Tensor) -> None:
         seg, T = s.seg, s.seg.tile_q
@@ -272,10 +280,11 @@ class DecodeCache:
         keys = torch.cat([st["k"][:, :, ks], st["kbar"][:, :, us]], 2)  # [B, Hkv, n, D]
         if keys.shape[2] == 0:
             return q.new_zeros(B, self.H, 1, D)
-        w = torch.softmax(torch.einsum("bkgd,bknd->bkgn", qg, keys), -1)
+        w = torch.softmax(torch.matmul(qg, keys.transpose(-1, -2)), -1)  # [B, Hkv, G, n]
         nd = ks.numel()
-        out = torch.einsum("bkgn,bknd->bkgd", w[..., :nd], st["v"][:, :, ks])
-        out = out + torch.einsum("bkgn,bkgnd->bkgd", w[..., nd:], st["vbar"][:, :, us].view(B, Hkv, G, -1, D))
+        out = torch.matmul(w[..., :nd], st["v"][:, :, ks])
+        if us.numel():  # unit values are per q head: [B, Hkv, G, units, D]
+            out = out + torch.matmul(w[..., nd:, None].transpose(-1, -2), st["vbar"][:, :, us].view(B, Hkv, G, -1, D)).squeeze(-2)
         return out.reshape(B, self.H, 1, D)
 
 
