@@ -67,10 +67,25 @@ class Spec:
     def path(self) -> str:
         return self.pattern.source.name
 
-    def check(self, L: int | Iterable[int] | None = None, *, prove: bool = True, timeout_s: float = 5.0, budget_s: float = PROVER_BUDGET_S) -> Verdict:
+    def check(
+        self, L: int | Iterable[int] | None = None, *, prove: bool = True, timeout_s: float = 5.0, budget_s: float = PROVER_BUDGET_S, streaming: bool = False
+    ) -> Verdict:
         """C0-C3: exhaustively at the given lengths (default set when None), then a proof for every L
-        (each solver query stops after `timeout_s`, all of them together after `budget_s`)."""
+        (each solver query stops after `timeout_s`, all of them together after `budget_s`).
+
+        streaming=True also checks prefix stability (`streaming.py`), recorded in `verdict.streaming`.
+        """
         lengths = [L] if isinstance(L, int) else (list(L) if L is not None else None)
+        verdict = self._coverage(lengths, prove, timeout_s, budget_s)
+        if not streaming:
+            return verdict
+        from dataclasses import replace
+
+        from .streaming import check_streaming
+
+        return replace(verdict, streaming=check_streaming(self.pattern, lengths, prove=prove, timeout_s=timeout_s))
+
+    def _coverage(self, lengths: list[int] | None, prove: bool, timeout_s: float, budget_s: float) -> Verdict:
         verdict = check_lengths(self.pattern, lengths)
         from .prove import accepts_some
         from .prove import prove as run_prover

@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--prove", action=argparse.BooleanOptionalAction, default=True, help="also prove for every L (default: on)")
     c.add_argument("--timeout", type=_number(float, 0.001, limits.MAX_TIMEOUT_S, "seconds"), default=5.0, metavar="S", help="solver time limit per query, seconds")
     c.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    c.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=True, help="also check prefix stability, which exact cached decoding needs (default: on)")
+    c.add_argument("--require-streaming", action="store_true", help="exit 1 unless prefix stability is proved too")
 
     k = sub.add_parser("cost", help="the cost model: exact pairs per length and the asymptotic order")
     k.add_argument("specs", nargs="+", metavar="SPEC")
@@ -110,8 +112,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     _positive(args.lengths)
 
     def run(path: str, spec: api.Spec) -> tuple[int, dict[str, Any], Callable[[], None]]:
-        verdict = spec.check(args.lengths, prove=args.prove, timeout_s=args.timeout)
+        verdict = spec.check(args.lengths, prove=args.prove, timeout_s=args.timeout, streaming=args.streaming or args.require_streaming)
         code = REFUTED if verdict.status == "refuted" else BAD_INPUT if verdict.status in UNUSABLE else OK
+        if code == OK and args.require_streaming and (verdict.streaming is None or verdict.streaming.status != "proved"):
+            code = REFUTED
         return code, {"path": path, "pattern": spec.name, **verdict.to_json()}, lambda: print(_verdict_line(path, spec.name, verdict))
 
     return _each_spec(args, run)
@@ -129,6 +133,8 @@ def _verdict_line(path: str, name: str, v: Verdict) -> str:
         text += f"\n    no proof for every L: {v.reason}"
     for rule in v.derived:
         text += f"\n    derived select: {rule}"
+    if v.streaming is not None:  # prefix stability: reported, fails only under --require-streaming
+        text += f"\n    streaming (prefix-stable, exact cached decoding) {v.streaming.status.upper()}: {v.streaming.message}"
     return text
 
 

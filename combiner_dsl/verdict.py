@@ -67,6 +67,7 @@ class Verdict:
     message: str = ""
     reason: str | None = None
     derived: tuple[str, ...] = field(default=())  # derived `select` rules, in words
+    streaming: Any = None  # a streaming.StreamVerdict when prefix stability was checked
 
     @property
     def holds(self) -> bool:
@@ -88,4 +89,5 @@ class Verdict:
             "message": self.message,
             "reason": self.reason,
             "derived_select": list(self.derived),
+            **({"streaming": self.streaming.status, "streaming_detail": self.streaming.to_json()} if self.streaming is not None else {}),
         }

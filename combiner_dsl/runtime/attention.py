@@ -9,6 +9,7 @@ are float32 (float64 for float64 inputs); segments combine through their log-sum
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -32,8 +33,11 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
             raise ValueError(f"{name} must have shape [B, H, L, D], got {tuple(x.shape)}")
         if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
             raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
-    if k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(f"q, k and v must have the same shape [B, H, L, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    B, H, L, D = q.shape
+    if k.shape != v.shape or k.shape[0] != B or k.shape[2] != L or k.shape[3] != D:
+        raise ValueError(f"k and v must both have shape [B, Hkv, L, D] with q's B, L and D, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if k.shape[1] < 1 or H % k.shape[1]:
+        raise ValueError(f"k and v have {k.shape[1]} heads, which must divide q's {H} heads (grouped-query attention)")
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"q, k and v must have the same dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if k.device != q.device or v.device != q.device:
@@ -297,17 +301,39 @@ def plan_attention(
     return merge(parts) if len(parts) > 1 else parts[0]  # type: ignore[arg-type]
 
 
+def by_kv_group(q: torch.Tensor, kv_heads: int, run: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Grouped-query attention without repeating K/V: `run` once per group of q heads.
+
+    With Hkv = kv_heads key/value heads and G = H / Hkv, q head h reads kv head h // G (the order
+    of `repeat_interleave`); group g is q[:, g::G] as [B, Hkv, L, D], so every call sees the
+    shared k, v as they are, and pooled query summaries stay per q head.
+    """
+    B, H, L, D = q.shape
+    G = H // kv_heads
+    if G == 1:
+        return run(q)
+    grouped = q.view(B, kv_heads, G, L, D)
+    return torch.stack([run(grouped[:, :, g]) for g in range(G)], 2).view(B, H, L, D)
+
+
 def combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: PatternPlan, scale: float | None = None) -> torch.Tensor:
-    """The pattern's attention output, in q's dtype (inputs already checked; plan on q's device)."""
+    """The pattern's attention output, in q's dtype (inputs already checked; plan on q's device).
+
+    k and v may have fewer heads than q (grouped-query attention, see `by_kv_group`).
+    """
     D = q.shape[-1]
     if q.numel() == 0:  # B = 0 or H = 0: an empty output, still attached to q
         return q * 0.0
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     dt = compute_dtype(q.dtype)
-    qc, kc, vc = (x.to(dt).contiguous() for x in (q, k, v))
-    outs = [plan_attention(qc, kc, vc, p, scale)[0] for p in plan.plans]
-    out = outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
-    return out.to(q.dtype)
+    kc, vc = (x.to(dt).contiguous() for x in (k, v))
+
+    def run(qg: torch.Tensor) -> torch.Tensor:
+        qc = qg.to(dt).contiguous()
+        outs = [plan_attention(qc, kc, vc, p, scale)[0] for p in plan.plans]
+        return outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
+
+    return by_kv_group(q, k.shape[1], run).to(q.dtype)
 
 
 class TorchCombinerModule(CombinerModule):

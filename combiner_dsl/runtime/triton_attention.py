@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import triton
 
-from .attention import check_inputs, summary_pass  # runtime-import
+from .attention import by_kv_group, check_inputs, summary_pass  # runtime-import
 from .module import CombinerModule
 from .plan import PatternPlan  # runtime-import
 from .triton_kernels import combiner_bwd_kernel, combiner_fwd_kernel  # runtime-import
@@ -271,12 +271,16 @@ def triton_combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     dtype = q.dtype
     if dtype == torch.float64:
         q, k, v = q.float(), k.float(), v.float()
-    outs = []
-    for p in plan.plans:
-        kbar, vbar = summary_pass(q, k, v, p, scale)
-        outs.append(TritonPlanAttention.apply(q, k, v, kbar, vbar, p, scale)[0])
-    out = outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)  # mix: average
-    return out.to(dtype)
+
+    def run(qg: torch.Tensor) -> torch.Tensor:  # one group of q heads sharing k, v (GQA)
+        qg = qg.contiguous()
+        outs = []
+        for p in plan.plans:
+            kbar, vbar = summary_pass(qg, k, v, p, scale)
+            outs.append(TritonPlanAttention.apply(qg, k, v, kbar, vbar, p, scale)[0])
+        return outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)  # mix: average
+
+    return by_kv_group(q, k.shape[1], run).to(dtype)
 
 
 class TritonCombinerModule(CombinerModule):
