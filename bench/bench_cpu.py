@@ -34,7 +34,7 @@ from flex_factorization import build_flex  # bench/ is on sys.path when run as a
 from combiner_dsl.codegen.torch_target import generate_torch, load_generated
 from combiner_dsl.parse import parse
 from combiner_dsl.runtime import build_plan
-from combiner_dsl.runtime.attention import summary_pass
+from combiner_dsl.runtime.summary import summary_pass
 from combiner_dsl.semantics import analyze
 from combiner_dsl.source import Source
 

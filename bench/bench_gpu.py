@@ -54,7 +54,7 @@ import combiner_dsl  # noqa: E402
 from combiner_dsl.codegen.torch_target import generate_torch, load_generated  # noqa: E402
 from combiner_dsl.codegen.triton_target import generate_triton  # noqa: E402
 from combiner_dsl.oracle import oracle_attention  # noqa: E402
-from combiner_dsl.runtime.attention import summary_pass  # noqa: E402
+from combiner_dsl.runtime.summary import summary_pass  # noqa: E402
 
 PEAK_BF16 = 989.5e12  # H200 SXM dense bf16, datasheet (H200.md: "about 990"); KINDS.md measured 769-798 on random data
 FWD_BWD = 3.5  # FLOPs of forward+backward over forward (backward = 2.5x: FlashAttention's convention)

@@ -9,121 +9,12 @@ are float32 (float64 for float64 inputs); segments combine through their log-sum
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
-from .module import CombinerModule
-from .plan import Bucket, PatternPlan, Plan, Segment  # runtime-import
-
-BUDGET = 1 << 20  # floats in the largest intermediate of one chunk: small enough to stay in cache
-NEG_INF = float("-inf")  # logit of a masked entry: exactly zero weight beside any real logit, whatever its size
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> None:
-    """Clear errors for anything but three [B, H, L, D] float tensors of one dtype on one device."""
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(f"{name} must have shape [B, H, L, D], got {tuple(x.shape)}")
-        if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-            raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
-    B, H, L, D = q.shape
-    if k.shape != v.shape or k.shape[0] != B or k.shape[2] != L or k.shape[3] != D:
-        raise ValueError(f"k and v must both have shape [B, Hkv, L, D] with q's B, L and D, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    if k.shape[1] < 1 or H % k.shape[1]:
-        raise ValueError(f"k and v have {k.shape[1]} heads, which must divide q's {H} heads (grouped-query attention)")
-    if k.dtype != q.dtype or v.dtype != q.dtype:
-        raise TypeError(f"q, k and v must have the same dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if k.device != q.device or v.device != q.device:
-        raise ValueError(f"q, k and v must be on the same device, got {q.device}, {k.device}, {v.device}")
-    if q.shape[-1] == 0:
-        raise ValueError("the head dimension D must be at least 1")
-    if scale is not None and (isinstance(scale, bool) or not (isinstance(scale, int | float) and math.isfinite(scale))):
-        raise TypeError(f"scale must be a finite number or None, got {scale!r}")
-
-
-def _spans(n: int, per_item: int) -> list[tuple[int, int]]:
-    step = max(1, BUDGET // max(1, per_item))
-    return [(a, min(n, a + step)) for a in range(0, n, step)]
-
-
-# ---------------------------------------------------------------- summary pass
-
-
-def _pooled(x: torch.Tensor, pool: str, valid: torch.Tensor | None, sizes: torch.Tensor) -> torch.Tensor:
-    """Pool [B, H, n, S, D] over S (only the valid members; valid None: all are)."""
-    if pool == "max":
-        return (x if valid is None else x.masked_fill(~valid[..., None], NEG_INF)).amax(-2)
-    total = (x if valid is None else x.masked_fill(~valid[..., None], 0.0)).sum(-2)
-    return total / sizes[:, None].to(x.dtype) if pool == "mean" else total
-
-
-def _rows(x: torch.Tensor, idx: torch.Tensor, run: tuple[int, int] | None, a: int, b: int) -> torch.Tensor:
-    """x[:, :, idx[a:b]] as [B, H, n, S, D]: a strided view when idx is an arithmetic run, else a gather."""
-    if run is None:
-        return x[:, :, idx[a:b].clamp(min=0)]
-    B, H, _L, D = x.shape
-    start, stride = run
-    S = idx.shape[1]
-    sb, sh, sl, sd = x.stride()
-    return x.as_strided((B, H, b - a, S, D), (sb, sh, stride * sl, sl, sd), x.storage_offset() + (start + a * stride) * sl)
-
-
-PER_HEAD_MAX = 16  # up to this many (batch, head) pairs, loop over them rather than copy strided members
-
-
-def _expectation(qbar: torch.Tensor, km: torch.Tensor, vm: torch.Tensor, scale: float, valid: torch.Tensor | None) -> torch.Tensor:
-    """Local expectation of each unit: softmax over its region's members of scale * qbar . k_j, times v_j."""
-    logits = torch.matmul(qbar, km.transpose(-1, -2)) * scale  # [..., n, units, S]
-    if valid is not None:
-        logits = logits.masked_fill(~valid[:, None, :], NEG_INF)
-    return torch.matmul(torch.softmax(logits, dim=-1), vm)
-
-
-def _bucket_pass(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bk: Bucket, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    B, H, _, D = q.shape
-    R, S = bk.members.shape
-    Ur = bk.query_pos.shape[1]
-    kbars, vbars = [], []
-    for a, b in _spans(R, B * H * max(S * D, Ur * S)):
-        valid = bk.members[a:b] >= 0 if bk.padded else None
-        sizes = bk.sizes[a:b]
-        km, vm = _rows(k, bk.members, bk.member_run, a, b), _rows(v, bk.members, bk.member_run, a, b)
-        if bk.query_pool is not None:
-            qbar = _pooled(_rows(q, bk.members, bk.member_run, a, b), bk.query_pool, valid, sizes)[:, :, :, None, :].expand(-1, -1, -1, Ur, -1)
-        else:
-            qbar = _rows(q, bk.query_pos, bk.query_run, a, b)
-        if bk.key_pool is not None:
-            kbar = _pooled(km, bk.key_pool, valid, sizes)[:, :, :, None, :].expand(-1, -1, -1, Ur, -1)
-        else:
-            kbar = _rows(k, bk.key_pos, bk.key_run, a, b)
-        if S == 1:  # a one-key region: its local expectation is that key's value
-            vbar = vm.expand(-1, -1, -1, Ur, -1)
-        elif bk.member_run is not None and bk.member_run[1] == S and B * H <= PER_HEAD_MAX:
-            # back-to-back regions: per head the members are one contiguous block, which a 3-D bmm
-            # reads in place (a 5-D matmul would first copy the strided view)
-            vbar = torch.stack([_expectation(qbar[b, h], km[b, h], vm[b, h], scale, valid) for b in range(B) for h in range(H)]).view(B, H, b - a, Ur, D)
-        else:
-            vbar = _expectation(qbar, km, vm, scale, valid)
-        kbars.append(kbar.reshape(B, H, -1, D))
-        vbars.append(vbar.reshape(B, H, -1, D))
-    return torch.cat(kbars, 2), torch.cat(vbars, 2)
-
-
-def summary_pass(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Plan, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """kbar, vbar [B, H, U, D] for every unit slot of the plan (padding slots hold harmless values)."""
-    B, H, _, D = q.shape
-    if not plan.buckets:
-        return q.new_zeros(B, H, 0, D), q.new_zeros(B, H, 0, D)
-    parts = [_bucket_pass(q, k, v, bk, scale) for bk in plan.buckets]
-    return torch.cat([p[0] for p in parts], 2), torch.cat([p[1] for p in parts], 2)
-
+from .module import CombinerModule, by_kv_group, compute_dtype
+from .plan import PatternPlan, Plan, Segment
+from .summary import BUDGET, NEG_INF, summary_pass
 
 # ---------------------------------------------------------------- segment passes
 
@@ -301,21 +192,6 @@ def plan_attention(
     return merge(parts) if len(parts) > 1 else parts[0]  # type: ignore[arg-type]
 
 
-def by_kv_group(q: torch.Tensor, kv_heads: int, run: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Grouped-query attention without repeating K/V: `run` once per group of q heads.
-
-    With Hkv = kv_heads key/value heads and G = H / Hkv, q head h reads kv head h // G (the order
-    of `repeat_interleave`); group g is q[:, g::G] as [B, Hkv, L, D], so every call sees the
-    shared k, v as they are, and pooled query summaries stay per q head.
-    """
-    B, H, L, D = q.shape
-    G = H // kv_heads
-    if G == 1:
-        return run(q)
-    grouped = q.view(B, kv_heads, G, L, D)
-    return torch.stack([run(grouped[:, :, g]) for g in range(G)], 2).view(B, H, L, D)
-
-
 def combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: PatternPlan, scale: float | None = None) -> torch.Tensor:
     """The pattern's attention output, in q's dtype (inputs already checked; plan on q's device).
 
@@ -340,9 +216,6 @@ class TorchCombinerModule(CombinerModule):
     """The torch target: summary pass, then one batched joint-softmax pass per segment."""
 
     target = "torch"
-
-    def check_inputs(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> None:
-        check_inputs(q, k, v, scale)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: PatternPlan, scale: float | None) -> torch.Tensor:
         return combiner_attention(q, k, v, plan, scale)

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from .intervals import Bounds, Interval  # runtime-import
-from .ops import Exact  # runtime-import
-from .tiling import Enumeration, Fn, Members, Order, as_bool, as_interval, as_long, as_tri, chunks, interval_env, tile_bounds  # runtime-import
+from .intervals import Bounds, Interval
+from .ops import Exact
+from .tiling import Enumeration, Fn, Members, Order, as_bool, as_interval, as_long, as_tri, chunks, interval_env, tile_bounds
 
 
 def exact_env(base: Mapping[str, Any], values: Mapping[str, torch.Tensor], pos: torch.Tensor, side: str) -> dict[str, Any]:

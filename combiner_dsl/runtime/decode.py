@@ -26,11 +26,12 @@ from typing import Any
 
 import torch
 
-from .attention import combiner_attention, compute_dtype  # runtime-import
-from .plan import Bucket, Plan, Segment, build_plan  # runtime-import
-from .spec import PatternSpec  # runtime-import
+from .attention import combiner_attention
+from .module import compute_dtype
+from .plan import Bucket, Plan, Segment, build_plan
+from .spec import PatternSpec
 
-CHUNK = 16  # query tiles scanned at once while deriving last uses (bounds the scan's memory)
+SCAN_TILES = 16  # query tiles scanned at once while deriving last uses (bounds the scan's memory)
 
 
 def spec_of(attn: Any) -> PatternSpec:
@@ -139,8 +140,8 @@ class DecodePlan:
         qpos = torch.full((nq * T,), -1, dtype=torch.int64)
         qpos[s.where] = torch.arange(self.L)
         qpos = qpos.view(nq, T)
-        for a in range(0, nq, CHUNK):
-            b = min(nq, a + CHUNK)
+        for a in range(0, nq, SCAN_TILES):
+            b = min(nq, a + SCAN_TILES)
             rows = (qpos[a:b] + 1)[:, None, :, None]  # [c, 1, T, 1]
             if seg.direct_tiles.shape[1]:
                 last = (seg.direct_masks[a:b].long() * rows).amax(2) - 1  # [c, Dmax, Tk]

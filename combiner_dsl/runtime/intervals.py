@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .ops import DomainError, Exact  # runtime-import
+from .ops import DomainError, Exact
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from .classify import PartitionState, Selection, direct_masks, direct_pairs, forest, select_units  # runtime-import
-from .ops import MAX_LENGTH, DomainError, Exact  # runtime-import
-from .spec import DirectSpec, PartitionSpec, PatternSpec, SoftmaxSpec  # runtime-import
-from .tiling import Enumeration, Fn, Members, Order, as_long, members, natural_order, sorted_order  # runtime-import
+from .classify import PartitionState, Selection, direct_masks, direct_pairs, forest, select_units
+from .ops import MAX_LENGTH, DomainError, Exact
+from .spec import DirectSpec, PartitionSpec, PatternSpec, SoftmaxSpec
+from .tiling import Enumeration, Fn, Members, Order, as_long, members, natural_order, sorted_order
 
 # ---------------------------------------------------------------- the plan
 

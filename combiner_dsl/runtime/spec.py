@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .tiling import Binder, Fn  # runtime-import
+from .tiling import Binder, Fn
 
 
 @dataclass(frozen=True)

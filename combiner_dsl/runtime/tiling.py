@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from .intervals import Interval, Tri  # runtime-import
-from .ops import DomainError, Exact  # runtime-import
+from .intervals import Interval, Tri
+from .ops import DomainError, Exact
 
 Fn = Callable[[Any, Mapping[str, Any]], Any]
 BIG = 2**62  # bound of an empty tile; such tiles are filtered out before any arithmetic

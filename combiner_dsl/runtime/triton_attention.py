@@ -22,10 +22,10 @@ from typing import Any
 import torch
 import triton
 
-from .attention import by_kv_group, check_inputs, summary_pass  # runtime-import
-from .module import CombinerModule
-from .plan import PatternPlan  # runtime-import
-from .triton_kernels import combiner_bwd_kernel, combiner_fwd_kernel  # runtime-import
+from .module import CombinerModule, by_kv_group
+from .plan import PatternPlan
+from .summary import summary_pass
+from .triton_kernels import combiner_bwd_kernel, combiner_fwd_kernel
 
 LOG2E = 1.4426950408889634
 # Launch overrides for tuning runs (bench/bench_gpu.py): block_m, block_n, num_warps, num_stages per pass;
@@ -287,9 +287,6 @@ class TritonCombinerModule(CombinerModule):
     """The Triton target: the torch summary pass, then the fused Triton main pass (and its backward)."""
 
     target = "triton"
-
-    def check_inputs(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> None:
-        check_inputs(q, k, v, scale)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: PatternPlan, scale: float | None) -> torch.Tensor:
         return triton_combiner_attention(q, k, v, plan, scale)
