@@ -38,11 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("spec", metavar="SPEC")
     s.add_argument("--L", type=int, required=True, metavar="N")
     s.add_argument("-o", "--output", metavar="FILE.png", help="write a PNG; without it, print text")
+    s.add_argument("--query", type=int, metavar="I", help="the information flow of query I: routes to keys, doubled and missing keys")
 
     g = sub.add_parser("compile", help="write a self-contained attention module")
     g.add_argument("spec", metavar="SPEC")
     g.add_argument("--target", choices=api.TARGETS, required=True)
     g.add_argument("-o", "--output", metavar="FILE.py", help="output file; default: standard output")
+    from .cli_explore import add_parsers  # explore, reach, tree
+
+    add_parsers(sub)
     return p
 
 
@@ -135,6 +139,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .show import render_png, render_text
 
     _positive([args.L])
+    if args.query is not None:
+        from .cli_explore import show_query
+
+        return show_query(args)
     spec = api.load(args.spec)
     from .evaluate import failed_require
 
@@ -161,6 +169,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "cost": cmd_cost, "show": cmd_show, "compile": cmd_compile}
+from .cli_explore import COMMANDS as _EXPLORE  # noqa: E402  (explore, reach, tree)
+
+COMMANDS.update(_EXPLORE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
