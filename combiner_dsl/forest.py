@@ -7,6 +7,7 @@ set are disjoint and cover it: that is why derived selection over a laminar fami
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import networkx as nx
 import torch
 
-from . import ir
+from . import ast, ir
 from .layout import build_layout
 
 
@@ -62,9 +63,18 @@ def family_forest(member: torch.Tensor, names: list[str]) -> tuple[nx.DiGraph, t
     return g, None
 
 
+def _members_only(pattern: ir.Pattern) -> ir.Pattern:
+    """The pattern with derived selections replaced by `false`: the forest needs members only, and
+    deriving a selection over a crossing family would stop at its first overlap."""
+    plans = tuple(
+        dataclasses.replace(pl, partitions=tuple(dataclasses.replace(p, select=p.select or ast.BoolLit(False)) for p in pl.partitions)) for pl in pattern.plans
+    )
+    return dataclasses.replace(pattern, plans=plans)
+
+
 def forests(pattern: ir.Pattern, L: int) -> list[PartitionForest]:
     out = []
-    for pl in build_layout(pattern, L).plans:
+    for pl in build_layout(_members_only(pattern), L).plans:
         for rs in pl.regions:
             keep = [r for r in range(rs.member.shape[0]) if bool(rs.member[r].any())]
             firsts: dict[bytes, int] = {}
