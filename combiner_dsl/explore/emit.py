@@ -43,7 +43,7 @@ def print_table(result: ExploreResult, top: int, show_all: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result.source}: candidates ranked by proof, order, pairs at L={result.L} ({result.elapsed_s:.1f} s)", title_justify="left")
+    table = Table(title=f"{result.source}: candidates ranked by proof, order, pairs at L={result.L}", title_justify="left")
     for col in ("#", "candidate", "direct", "regions", "verdict", "order", "pairs", "widest softmax", "summary pairs", "pareto"):
         table.add_column(col, justify="left" if col in ("candidate", "direct", "regions", "verdict", "order") else "right")
     rows = result.candidates if show_all else result.holding[:top]
