@@ -14,14 +14,13 @@ from .layout import build_layout
 
 
 def _ranges(keys: list[int]) -> str:
-    out: list[str] = []
+    runs: list[list[int]] = []
     for k in keys:
-        if out and out[-1].endswith(f"..{k - 1}") or (out and out[-1] == str(k - 1)):
-            head = out[-1].split("..")[0]
-            out[-1] = f"{head}..{k}"
+        if runs and runs[-1][1] == k - 1:
+            runs[-1][1] = k
         else:
-            out.append(str(k))
-    return ", ".join(out) or "none"
+            runs.append([k, k])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs) or "none"
 
 
 def query_flow(pattern: ir.Pattern, L: int, i: int) -> list[dict[str, Any]]:

@@ -261,7 +261,7 @@ def _candidates(q: _Query, part: ir.Partition, free: list[str], i: z3.ArithRef, 
 
             def holds_a(x: z3.ArithRef, at: z3.ArithRef = at) -> z3.BoolRef:
                 region = _resolve(q, {**q.env, b: x, "j": j}, by_member)
-                return q.enc.term(part.member, {**region, b: x, "j": at})  # type: ignore[return-value]
+                return q.enc.term(part.member, {**region, b: x, "j": at})
 
             star_a = q.var(f"{part.name}.{b}*{n}")
             q.facts.append(z3.Implies(holds_a(lo) != holds_a(hi), z3.And(lo <= star_a, star_a < hi, holds_a(star_a) != holds_a(star_a + 1))))

@@ -314,7 +314,7 @@ class Encoder:
                 s, x = (a, b)[k], self.term(t.left, env)
                 q, r = self._floordiv(x, s, t)  # memoised: the same constants as the quotient itself
                 return z3.If(s != 0, x - r, s * q)
-        return a * b  # type: ignore[operator]
+        return a * b
 
     def constant(self, name: str, value: z3.ExprRef) -> z3.ExprRef:
         """A `let`: a fresh constant equal to its value (keeps terms small)."""

@@ -36,7 +36,7 @@ def test_sparse_sources_reach_in_two_log_and_never() -> None:
     for L in (16, 64, 128):  # popcount of the farthest gap: clog2(L) at powers of two, ilog2(L) in general
         r = reach(logsparse, L)
         assert r.layers == (L - 1).bit_length() == (L.bit_length() - 1)
-        assert len(r.path) == r.layers + 1 and all(r.graph.has_edge(a, b) for a, b in zip(r.path, r.path[1:]))
+        assert len(r.path) == r.layers + 1 and all(r.graph.has_edge(a, b) for a, b in zip(r.path, r.path[1:], strict=False))
     r = reach(logsparse, 100)
     assert r.layers == 6
     never = reach(axial, 64)
@@ -61,7 +61,7 @@ def test_tree_reports_laminar_forests_and_a_crossing_pair(capsys: pytest.Capture
     assert log.laminar and log.height == 6 and log.sizes[-1] == (32, 2)
     (win,) = forests(combiner_dsl.load(text=CROSSING).pattern, 8)
     assert not win.laminar and win.crossing is not None
-    a, b, both, only_a, only_b = win.crossing
+    _, _, both, only_a, only_b = win.crossing
     assert only_a < both < only_b or only_b < both < only_a
     assert main(["tree", str(EX / "combiner_mixture.cmb"), "--L", "64"]) == 0
     assert "laminar forest" in capsys.readouterr().out

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field, replace
 from .. import api, ir
 from ..errors import CombinerError
 from ..verdict import Verdict
-from .candidates import FAMILIES, DirectSet, Family, direct_sets, families, read_source, render
+from .candidates import FAMILIES, DirectSet, Family, Source, direct_sets, families, read_source, render
 from .rank import Candidate, measure, pareto, prove
 from .select_synth import SCREEN_LENGTHS, synthesise
 
 __all__ = ["FAMILIES", "Candidate", "ExploreResult", "explore"]
 PROVE_LENGTHS = (*range(1, 65), 100, 127, 128, 129)  # exhaustive check before the proof
+MAX_SCREEN = 300  # longest extra screening length
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,15 @@ class ExploreResult:
         return tuple(c for c in self.candidates if c.verdict.holds)
 
 
-def _candidate(name: str, text: str, direct: DirectSet, fams: tuple[Family, ...], written: bool) -> Candidate:
-    verdict = api.load(text=text).check(L=SCREEN_LENGTHS, prove=False)
+def screening_lengths(src: Source) -> tuple[int, ...]:
+    """The fixed screening lengths, plus lengths just past each constant of the source (a window
+    of 64 only shows its boundary beyond L = 64)."""
+    extra = {n for c in src.constants for n in (c + 1, c + 2, 2 * c + 3) if n <= MAX_SCREEN}
+    return tuple(sorted(set(SCREEN_LENGTHS) | extra))
+
+
+def _candidate(name: str, text: str, direct: DirectSet, fams: tuple[Family, ...], written: bool, screen: tuple[int, ...]) -> Candidate:
+    verdict = api.load(text=text).check(L=screen, prove=False)
     return Candidate(name, text, direct.tag, tuple(f.tag for f in fams), written, verdict)
 
 
@@ -55,21 +63,22 @@ def explore(
     if bad:
         raise CombinerError(f"--families: unknown family {bad[0]!r}; expected some of {', '.join(FAMILIES)}")
     src = read_source(pattern)
+    screen = screening_lengths(src)
     cands: list[Candidate] = []
     plans: list[tuple[DirectSet, Family, str]] = []  # holding plans with written selects, for mixtures
-    for direct in direct_sets(src, keep, SCREEN_LENGTHS):
+    for direct in direct_sets(src, keep, screen):
         for fam in families(src, summaries, kinds):
-            s = synthesise(src, direct, fam)
+            s = synthesise(src, direct, fam, screen)
             if s.witness is not None:
                 msg = s.witness.explain()
                 cands.append(Candidate(s.name, s.text, direct.tag, (fam.tag,), False, Verdict("refuted", (s.witness.L,), s.witness, msg)))
                 continue
-            c = _candidate(s.name, s.text, direct, (fam,), s.written)
+            c = _candidate(s.name, s.text, direct, (fam,), s.written, screen)
             cands.append(c)
             if c.verdict.holds and s.written:
                 plans.append((direct, fam, s.text))
     if mix:
-        cands += _mixtures(src, plans)
+        cands += _mixtures(src, plans, screen)
     cands = [measure(c, L) for c in cands]
     cands.sort(key=Candidate.key)
     if prove_top > 0:
@@ -80,20 +89,19 @@ def explore(
 
 
 def _selects(text: str) -> tuple[str | None, ...]:
-    return tuple(part.select and text[part.select.span.start : part.select.span.end] for _, part in api.load(text=text).pattern.partitions)
+    """The written select of each partition of a candidate, as text (None: derived)."""
+    parts = [part for _, part in api.load(text=text).pattern.partitions]
+    return tuple(text[p.select.span.start : p.select.span.end] if p.select is not None else None for p in parts)
 
 
-def _mixtures(src: object, plans: list[tuple[DirectSet, Family, str]]) -> list[Candidate]:
+def _mixtures(src: Source, plans: list[tuple[DirectSet, Family, str]], screen: tuple[int, ...]) -> list[Candidate]:
     """Joint mixtures of two holding plans with the same direct set and different families."""
-    from .candidates import Source
-
-    assert isinstance(src, Source)
     out = []
     for (d1, f1, t1), (d2, f2, t2) in itertools.combinations(plans, 2):
         if d1 != d2 or f1.kind == f2.kind:
             continue
         name = f"{src.name}_{d1.tag}_mix_{f1.kind}_{f2.kind}".replace("+", "_")
         text = render(src, name, d1, ((f1, _selects(t1)), (f2, _selects(t2))), mix="joint")
-        c = _candidate(name, text, d1, (f1, f2), True)
+        c = _candidate(name, text, d1, (f1, f2), True, screen)
         out.append(replace(c, families=(f1.tag, f2.tag)))
     return out

@@ -145,9 +145,9 @@ def families(src: Source, summaries: tuple[str, ...], kinds: tuple[str, ...]) ->
             part = Part(f"colprefix[c in 0 .. {s}, a in 0 .. cdiv(L, {s})]", f"j % {s} == c and j // {s} < a", (f"a == i // {s} and c != i % {s}",), pooled)
             out.append(Family(f"colprefix({s})", "colprefix", (), (part,)))
         if "rowsplit" in kinds and src.causal:
-            sel = (f"r < i // {s} and c == i % {s}",)
-            left = Part(f"rowleft[r in 0 .. cdiv(L, {s}), c in 0 .. {s}]", f"j // {s} == r and j % {s} < c", sel, pooled)
-            right = Part(f"rowright[r in 0 .. cdiv(L, {s}), c in 0 .. {s}]", f"j // {s} == r and j % {s} > c", sel, pooled)
+            row = (f"r < i // {s} and c == i % {s}",)
+            left = Part(f"rowleft[r in 0 .. cdiv(L, {s}), c in 0 .. {s}]", f"j // {s} == r and j % {s} < c", row, pooled)
+            right = Part(f"rowright[r in 0 .. cdiv(L, {s}), c in 0 .. {s}]", f"j // {s} == r and j % {s} > c", row, pooled)
             out.append(Family(f"rowsplit({s})", "rowsplit", (), (left, right)))
         if "residues" in kinds:
             out.append(Family(f"residues({s})", "residues", (), (Part(f"stride[c in 0 .. {s}]", f"j % {s} == c", (), pooled),)))
