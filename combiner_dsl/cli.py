@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("spec", metavar="SPEC")
     s.add_argument("--L", type=DENSE_L, required=True, metavar="N")
     s.add_argument("-o", "--output", metavar="FILE.png", help="write a PNG; without it, print text")
+    s.add_argument("--query", type=int, metavar="I", help="the information flow of query I: routes to keys, doubled and missing keys")
 
     g = sub.add_parser("compile", help="write the attention module of a spec")
     g.add_argument("spec", metavar="SPEC")
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="prove the spec first and record the verdict (default: on)")
     g.add_argument("--cost", action=argparse.BooleanOptionalAction, default=True, help="record the exact cost at L = 4096 (default: on)")
     g.add_argument("-o", "--output", metavar="FILE.py", help="output file; default: standard output")
+    from .cli_explore import add_parsers  # explore, reach, tree
+
+    add_parsers(sub)
     return p
 
 
@@ -168,6 +172,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .show import render_png, render_text
 
     _positive([args.L])
+    if args.query is not None:
+        from .cli_explore import show_query
+
+        return show_query(args)
     spec = api.load(args.spec)
     from .evaluate import failed_require
 
@@ -216,6 +224,9 @@ def _internal(err: Exception) -> str:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "cost": cmd_cost, "show": cmd_show, "compile": cmd_compile}
+from .cli_explore import COMMANDS as _EXPLORE  # noqa: E402  (explore, reach, tree)
+
+COMMANDS.update(_EXPLORE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ Derived selection (no `select`) is not encoded: the outcome is unknown, with tha
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -30,7 +31,7 @@ from .evaluate import accepts, evaluate, let_values
 from .limits import PROVER_BUDGET_S
 from .ranges import risky_nodes
 from .runtime.ops import MAX_LENGTH
-from .smt import Encoder, names, solve_binders
+from .smt import Encoder, _children, names, solve_binders
 from .verdict import SEVERITY, CheckName, Witness
 
 BOUND = 4096  # the bounded fallback proves "L <= BOUND"
@@ -263,14 +264,89 @@ def _candidates(q: _Query, part: ir.Partition, free: list[str], i: z3.ArithRef, 
             region = _resolve(q, {**q.env, b: x, "j": j}, by_member)
             return q.member(part, {**region, b: x}, i)
 
-        star = q.var(f"{part.name}.{b}*")
-        q.facts.append(z3.Implies(holds_i(lo) != holds_i(hi), z3.And(lo <= star, star < hi, holds_i(star) != holds_i(star + 1))))
-        return [{b: star}]  # the ends only add noise here
+        stars: list[dict[str, z3.ExprRef]] = []  # the ends only add noise here
+        if "i" in names(part.select):  # type: ignore[arg-type]
+            star = q.var(f"{part.name}.{b}*")
+            q.facts.append(z3.Implies(holds_i(lo) != holds_i(hi), z3.And(lo <= star, star < hi, holds_i(star) != holds_i(star + 1))))
+            stars.append({b: star})
+        # The same lemma at every anchor `A` that select divides by a power of b (a Fenwick
+        # decomposition of s * (i // s), a window's max(i - W + 1, 0)): there the regions part
+        # from A, not from i. Each is one more instance of the universal, so unsat still proves.
+        for n, anchor in enumerate(_anchors(part.select, b, set(part.binder_names))):
+            at = q.enc.term(anchor, {**q.env, "i": i})
+
+            def holds_a(x: z3.ArithRef, at: z3.ArithRef = at) -> z3.BoolRef:
+                region = _resolve(q, {**q.env, b: x, "j": j}, by_member)
+                return q.enc.term(part.member, {**region, b: x, "j": at})
+
+            star_a = q.var(f"{part.name}.{b}*{n}")
+            q.facts.append(z3.Implies(holds_a(lo) != holds_a(hi), z3.And(lo <= star_a, star_a < hi, holds_a(star_a) != holds_a(star_a + 1))))
+            stars.append({b: star_a})
+        return stars
     return ends
+
+
+def _anchors(e: ast.Expr | None, b: str, binders: set[str]) -> list[ast.Expr]:
+    """Dividends `A` of `A // (... b ...)` in `e` that mention no binder and are not plain `i`."""
+    out: list[ast.Expr] = []
+    stack = [e] if e is not None else []
+    while stack:
+        x = stack.pop()
+        if isinstance(x, ast.Binary) and x.op in ("//", "%") and b in names(x.right) and not (names(x.left) & binders):
+            if x.left != ast.Name("i") and x.left not in out:
+                out.append(x.left)
+        stack.extend(_children(x))
+    return out
+
+
+ANCHOR = "$anchor"  # not a spec name: the grammar never produces it
+
+
+def _subst(e: ast.Expr, old: ast.Expr, new: ast.Expr) -> ast.Expr:
+    if e == old:
+        return new
+    if isinstance(e, ast.Neg | ast.Not):
+        return dataclasses.replace(e, operand=_subst(e.operand, old, new))
+    if isinstance(e, ast.Binary):
+        return dataclasses.replace(e, left=_subst(e.left, old, new), right=_subst(e.right, old, new))
+    if isinstance(e, ast.Compare | ast.BoolOp):
+        return dataclasses.replace(e, operands=tuple(_subst(x, old, new) for x in e.operands))
+    if isinstance(e, ast.Call):
+        return dataclasses.replace(e, args=tuple(_subst(x, old, new) for x in e.args))
+    return e
+
+
+def _anchored(q: _Query, plan: ir.Plan) -> tuple[z3.BoolRef, bool] | None:
+    """C2 through the one anchor `A` the selects decompose (see `_anchors`), in two halves.
+
+    (1) every key i may see and does not see directly lies below A, and A < L; (2) for a free
+    point a in 0 .. L, every key below a is covered by the selects with A replaced by a. Both
+    unsat proves C2: the anchor's nonlinear arithmetic and the decomposition's levels never meet
+    in one query (a Fenwick decomposition of s * (i // s), a window plus dyadic regions).
+    """
+    found: list[ast.Expr] = []
+    for part in plan.partitions:
+        assert part.select is not None
+        free = [b for b in part.binder_names if b not in solve_binders([part.select, part.member], part.binder_names)]
+        found += [a for b in free for a in _anchors(part.select, b, set(part.binder_names)) if a not in found]
+    if len(found) != 1:
+        return None
+    i, j, a = q.var("i"), q.var("j"), q.var("a")
+    env = {**q.env, "i": i, "j": j}
+    anchor = q.enc.term(found[0], env)
+    outside = z3.And(q.gamma(i, j), z3.Not(q.enc.term(plan.direct, env)))
+    below = z3.Or(z3.Not(outside), z3.And(j < anchor, anchor < q.L))
+    q.env[ANCHOR] = a
+    generic = [dataclasses.replace(p, select=_subst(p.select, found[0], ast.Name(ANCHOR))) for p in plan.partitions]  # type: ignore[arg-type]
+    rest = [_uncovered(q, p, i, j, "instances", None) for p in generic]
+    uncovered = z3.And(q.pos(i), 0 <= j, j < a, a < q.L, *(r[0] for r in rest if r is not None))
+    return z3.Or(z3.Not(below), uncovered), False
 
 
 def _c2_formula(q: _Query, plan: ir.Plan, mode: str, bound: int | None) -> tuple[z3.BoolRef, bool] | None:
     assert all(part.select is not None for part in plan.partitions)
+    if mode == "anchored":
+        return _anchored(q, plan)
     if mode == "forall" and all(solve_binders([part.select, part.member], part.binder_names).keys() == set(part.binder_names) for part in plan.partitions):  # type: ignore[list-item]
         return None  # nothing is quantified: the same query as "instances"
     i, j = q.var("i"), q.var("j")
@@ -332,9 +408,11 @@ def _settle(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, what: str, bui
     notes: list[str] = []
     first = "instances" if check == "C2" else "exists"
     attempts = [(first, None, True), (first, None, False), ("forall", None, False), ("expand" if check == "C2" else first, bound, False)]
+    if check == "C2":
+        attempts.insert(0, ("anchored", None, False))  # None from the builder where no anchor applies
     powers = True
-    for n, (mode, cap, quotients) in enumerate(attempts):
-        if (n == 1 and not powers) or (mode == "forall" and check != "C2"):
+    for mode, cap, quotients in attempts:
+        if (mode == first and not quotients and cap is None and not powers) or (mode == "forall" and check != "C2"):
             continue  # the lighter axioms only differ when there are `c ** e` terms
         q = _Query(pattern, cap, quotients, PINS if cap is not None else 0)
         got = build(q, mode, cap)

@@ -155,6 +155,11 @@ class Encoder:
         for d1, d2 in itertools.combinations(divs, 2):  # division is a function (solvers miss it when b varies)
             if (id(d1) in mine_divs or id(d2) in mine_divs) and (d1[0].eq(d2[0]) or d1[1].eq(d2[1])):
                 out.append(z3.Implies(z3.And(d1[0] == d2[0], d1[1] == d2[1]), z3.And(d1[2] == d2[2], d1[3] == d2[3])))
+            if (id(d1) in mine_divs or id(d2) in mine_divs) and d1[1].eq(d2[1]):  # monotone in the dividend (b > 0)
+                b = d1[1]
+                for (x1, _, q1, r1), (x2, _, q2, r2) in ((d1, d2), (d2, d1)):
+                    out.append(z3.Implies(z3.And(b > 0, x1 <= x2), q1 <= q2))
+                    out.append(z3.Implies(z3.And(b > 0, q1 < q2), x1 - r1 + b <= x2 - r2))  # b*q1 + b <= b*q2
         for c, e, t in scope.pows:
             out += [z3.Implies(e >= 0, t >= e + 1), z3.Implies(e >= 1, z3.And(t >= c, self._floordiv(t, z3.IntVal(c))[1] == 0))]
             if self.pins:
@@ -190,6 +195,8 @@ class Encoder:
                 z3.Implies(b != 0, z3.And(a == b * q + r, sign)),
                 z3.Implies(b == 0, z3.And(q == self._undefined("div", a), r == self._undefined("mod", a))),
             )
+        if vb is None:  # linear facts the solver misses when b is a term: small and non-negative dividends
+            self._define(z3.Implies(z3.And(b > 0, 0 <= a), z3.And(0 <= q, q <= a, z3.Implies(a < b, q == 0))))
         self._scopes[-1].memo[key] = (q, r)
         self._scopes[-1].divs.append((a, b, q, r))
         return q, r
@@ -295,6 +302,10 @@ class Encoder:
             op = operators.get("unary", "neg" if isinstance(e, ast.Neg) else "not")
             return op.smt(self, e, self.term(e.operand, env))
         if isinstance(e, ast.Binary):
+            if e.op == "*":
+                linear = self._linear_product(e, env)
+                if linear is not None:
+                    return linear
             return operators.get("binary", e.op).smt(self, e, self.term(e.left, env), self.term(e.right, env))
         if isinstance(e, ast.Compare):
             vals = [self.term(x, env) for x in e.operands]
@@ -305,6 +316,15 @@ class Encoder:
         if isinstance(e, ast.Call):
             return operators.get("call", e.func).smt(self, e, *(self.term(x, env) for x in e.args))
         raise AssertionError(f"unknown node {e!r}")
+
+    def _linear_product(self, e: ast.Binary, env: Env) -> z3.ExprRef | None:
+        """`s * (x // s)` is `x - x % s`: linear, where the product would be nonlinear (None: no such form)."""
+        for f, t in ((e.left, e.right), (e.right, e.left)):
+            if isinstance(t, ast.Binary) and t.op == "//" and t.right == f:
+                s, x = self.term(f, env), self.term(t.left, env)
+                q, r = self.floordiv(x, s, t)  # memoised: the same constants as the quotient itself
+                return z3.If(s != 0, x - r, s * q)
+        return None
 
     def constant(self, name: str, value: z3.ExprRef) -> z3.ExprRef:
         """A `let`: a fresh constant equal to its value (keeps terms small)."""

@@ -1,0 +1,79 @@
+"""Checking, costing, proving and ordering the candidates (strongest proof, then order, then pairs)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sympy
+
+from .. import api
+from ..cost import cost_at, order
+from ..growth import Lsym
+from ..verdict import Verdict
+
+STRENGTH = {"proved all L": 0, "proved bounded": 1, "checked": 2, "checked (derived)": 3, "refuted": 4}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    text: str
+    direct: str  # the direct set's tag
+    families: tuple[str, ...]
+    written: bool
+    verdict: Verdict
+    order: str | None = None
+    order_value: float = math.inf
+    pairs: int | None = None  # total pairs at the ranking length
+    logits_max: int | None = None
+    units: int | None = None  # summary pairs at the ranking length (pairs inside the summaries)
+    pareto: bool = False
+
+    @property
+    def strength(self) -> str:
+        v = self.verdict
+        if v.status == "proved":
+            return "proved all L" if v.scope == "all L" else "proved bounded"
+        if v.status == "checked":
+            return "checked" if self.written else "checked (derived)"
+        return "refuted"
+
+    def key(self) -> tuple[Any, ...]:
+        return (STRENGTH[self.strength], self.order_value, self.pairs if self.pairs is not None else math.inf, self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "direct": self.direct, "families": list(self.families), "written_select": self.written,
+            "strength": self.strength, **self.verdict.to_json(), "order": self.order, "pairs": self.pairs,
+            "logits_max": self.logits_max, "summary_pairs": self.units, "pareto": self.pareto, "text": self.text,
+        }
+
+
+def measure(c: Candidate, L: int) -> Candidate:
+    """Exact figures at L and the asymptotic order (written selects only: derived costs are dense)."""
+    if not c.written or c.verdict.status == "refuted":
+        return c
+    spec = api.load(text=c.text)
+    f = cost_at(spec.pattern, L)
+    o = order(spec.pattern)
+    value = float(o.subs(Lsym, sympy.Integer(10) ** 9))
+    return replace(c, order=str(o), order_value=value, pairs=f.direct_pairs + f.region_pairs + f.summary_pairs, logits_max=f.logits_max, units=f.summary_pairs)
+
+
+def prove(c: Candidate, lengths: tuple[int, ...], timeout_s: float) -> Candidate:
+    verdict = api.load(text=c.text).check(L=lengths, prove=True, timeout_s=timeout_s)
+    return replace(c, verdict=verdict)
+
+
+def pareto(cands: list[Candidate]) -> list[Candidate]:
+    """Mark the candidates no other holding one beats on both total pairs and widest softmax."""
+    pts = [(c.pairs, c.logits_max) for c in cands if c.pairs is not None and c.verdict.holds]
+    out = []
+    for c in cands:
+        front = c.pairs is not None and c.logits_max is not None and c.verdict.holds and not any(
+            p <= c.pairs and w <= c.logits_max and (p, w) != (c.pairs, c.logits_max) for p, w in pts  # type: ignore[operator]
+        )
+        out.append(replace(c, pareto=front))
+    return out

@@ -1,0 +1,106 @@
+"""`combiner explore`: each acceptance case of the search, on the shipped sparse sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import combiner_dsl
+from combiner_dsl.cli import main
+from combiner_dsl.errors import CombinerError
+from combiner_dsl.explore import ExploreResult, explore
+from combiner_dsl.explore.candidates import identifier
+from tests.layout_equal import first_difference
+
+EX = Path(__file__).resolve().parent.parent / "examples"
+WINDOW = "pattern sparse_window:\n    causal\n    direct: i - j < 64\n"
+
+
+def _load(name: str) -> combiner_dsl.Spec:
+    return combiner_dsl.load(EX / f"{name}.cmb")
+
+
+def _matching(result: ExploreResult, target: str) -> list[str]:
+    want = _load(target).pattern
+    return [c.name for c in result.holding if first_difference(combiner_dsl.load(text=c.text).pattern, want) is None]
+
+
+@pytest.fixture(scope="module")
+def fixed() -> ExploreResult:
+    return explore(_load("sparse/sparse_fixed").pattern)
+
+
+@pytest.mark.slow
+def test_fixed_top_candidate_is_proved_with_order_l_to_three_halves(fixed: ExploreResult) -> None:
+    top = fixed.holding[0]
+    assert (top.strength, top.order) == ("proved all L", "L**(3/2)")
+
+
+@pytest.mark.slow
+def test_fixed_finds_the_paper_layout_proved(fixed: ExploreResult) -> None:
+    names = _matching(fixed, "combiner_fixed")
+    assert names
+    cand = next(c for c in fixed.holding if c.name == names[0])
+    assert (cand.strength, cand.order) == ("proved all L", "L**(3/2)")
+
+
+@pytest.mark.slow
+def test_fixed_with_blocks_only_tops_with_the_paper_layout() -> None:
+    result = explore(_load("sparse/sparse_fixed").pattern, kinds=("blocks",))
+    top = result.holding[0]
+    assert top.strength == "proved all L"
+    assert first_difference(combiner_dsl.load(text=top.text).pattern, _load("combiner_fixed").pattern) is None
+
+
+@pytest.mark.slow
+def test_logsparse_winner_is_dyadic_proved_and_the_paper_layout() -> None:
+    result = explore(_load("sparse/sparse_logsparse").pattern)
+    top = result.holding[0]
+    assert (top.families, top.strength, top.order) == (("dyadic",), "proved all L", "L*log(L)")
+    assert first_difference(combiner_dsl.load(text=top.text).pattern, _load("combiner_logsparse").pattern) is None
+
+
+@pytest.mark.slow
+def test_axial_gives_both_plans_their_mixture_and_the_at_variant() -> None:
+    result = explore(_load("sparse/sparse_axial").pattern, mix=True, summaries=("max", "at"))
+    for target in ("combiner_axial_vertical", "combiner_axial_horizontal", "combiner_mixture", "combiner_axial"):
+        assert _matching(result, target), target
+
+
+@pytest.mark.slow
+def test_a_sliding_window_gets_a_proved_subquadratic_factorization() -> None:
+    result = explore(combiner_dsl.load(text=WINDOW).pattern, timeout_s=30.0)  # a loaded machine slows the solver
+    top = result.holding[0]
+    assert top.strength == "proved all L" and "dyadic" in top.families
+    spec = combiner_dsl.load(text=top.text)
+    small, big = spec.cost(1024), spec.cost(4096)
+    total = [f.direct_pairs + f.region_pairs + f.summary_pairs for f in (small, big)]
+    assert total[1] / total[0] < 6  # quadratic growth would be 16
+
+
+@pytest.mark.slow
+def test_emitted_files_recheck_to_the_reported_verdict_and_cost(tmp_path: Path) -> None:
+    assert main(["explore", str(EX / "sparse/sparse_logsparse.cmb"), "--top", "2", "-o", str(tmp_path), "--json"]) == 0
+    result = explore(_load("sparse/sparse_logsparse").pattern, prove_top=2)
+    for c in result.holding[:2]:
+        spec = combiner_dsl.load(tmp_path / f"{c.name}.cmb")
+        assert spec.check(L=[1, 7, 64], timeout_s=10.0).status == c.verdict.status
+        if c.pairs is not None:
+            f = spec.cost(result.L)
+            assert f.direct_pairs + f.region_pairs + f.summary_pairs == c.pairs
+
+
+def test_explore_rejects_a_spec_with_partitions_and_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explore", str(EX / "combiner_fixed.cmb")]) == 2
+    assert "sparse pattern" in capsys.readouterr().err
+    assert main(["explore", str(EX / "sparse/sparse_fixed.cmb"), "--keep", "window:x"]) == 2
+    assert main(["explore", str(EX / "sparse/sparse_fixed.cmb"), "--summaries", "median"]) == 2
+    assert main(["explore", str(EX / "sparse/sparse_fixed.cmb"), "--families", "blocks,nope"]) == 2
+
+
+def test_names_reaching_emitted_specs_are_validated() -> None:
+    assert identifier("sparse_fixed_d1_blocks_s") == "sparse_fixed_d1_blocks_s"
+    for bad in ("a b", "1x", "x;import os", ""):
+        with pytest.raises(CombinerError):
+            identifier(bad)
