@@ -15,7 +15,7 @@ to this rank's queries, run through `runtime.attention.segment_pass` as in one p
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 
 import torch
 
@@ -39,7 +39,7 @@ def _pack(blocks: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([b.reshape(-1) for b in blocks])
 
 
-def _unpack(flat: torch.Tensor, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+def _unpack(flat: torch.Tensor, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
     out, at = [], 0
     for shape in shapes:
         n = 1

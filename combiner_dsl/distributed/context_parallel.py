@@ -70,14 +70,20 @@ def traffic(attn: torch.nn.Module, L: int, world: int, B: int, H: int, D: int, d
     return [Traffic(r, sent[r], got[r], got[r], sent[r], ring, 2 * ring) for r in range(world)]
 
 
-def _drive(steps: Steps, group: Any) -> torch.Tensor:
-    """Run one rank's steps with all-to-all collectives (autograd), in the same order on every rank."""
+def _drive(steps: Steps, group: Any) -> tuple[torch.Tensor, int, int]:
+    """Run one rank's steps with all-to-all collectives (autograd), in the same order on every rank.
+
+    Returns the output and the elements this rank sent and received.
+    """
     import torch.distributed._functional_collectives as fc
 
     msg = next(steps)
     prev: torch.Tensor | None = None
+    n_sent = n_received = 0
     while True:
         sent, sizes, total = msg
+        n_sent += sum(t.numel() for t in sent)
+        n_received += sum(sizes)
         if total == 0:
             inbox = [sent[0].new_zeros(0) for _ in sizes]
         else:
@@ -86,17 +92,24 @@ def _drive(steps: Steps, group: Any) -> torch.Tensor:
                 # ties this round to the previous one, so that every rank runs the backward
                 # collectives in the same (reverse) order, even where no data depends on them
                 flat = flat + prev.sum() * 0.0
-            recv = fc.wait_tensor(fc.all_to_all_single_autograd(flat, list(sizes), [t.numel() for t in sent], group))
+            recv = fc.wait_tensor(fc.all_to_all_single_autograd(flat, list(sizes), [t.numel() for t in sent], group))  # type: ignore[no-untyped-call]
             prev = recv
             inbox = list(torch.split(recv, list(sizes)))
         try:
             msg = steps.send(inbox)
         except StopIteration as done:
             out: torch.Tensor = done.value
-            return out if prev is None else out + prev.sum() * 0.0
+            return (out if prev is None else out + prev.sum() * 0.0), n_sent, n_received
 
 
-def simulate(attn: torch.nn.Module, q: Sequence[torch.Tensor], k: Sequence[torch.Tensor], v: Sequence[torch.Tensor], scale: float | None = None, length: int | None = None) -> list[torch.Tensor]:
+def simulate(
+    attn: torch.nn.Module,
+    q: Sequence[torch.Tensor],
+    k: Sequence[torch.Tensor],
+    v: Sequence[torch.Tensor],
+    scale: float | None = None,
+    length: int | None = None,
+) -> list[torch.Tensor]:
     """All ranks of a split in one process: q[r], k[r], v[r] are rank r's chunks; returns each rank's output."""
     W = len(q)
     C = int(q[0].shape[2])
@@ -141,6 +154,7 @@ class ContextParallel(torch.nn.Module):
         self.attn = attn
         self.group = group
         self._schedules: dict[tuple[int, int, str], tuple[PlanSchedule, ...]] = {}
+        self.last_bytes = (0, 0)  # (sent, received) by this rank in the last forward
 
     def _world(self) -> tuple[Any, int, int]:
         import torch.distributed as dist
@@ -150,9 +164,18 @@ class ContextParallel(torch.nn.Module):
         group = self.group if self.group is not None else dist.group.WORLD
         return group, dist.get_rank(group), dist.get_world_size(group)
 
-    def schedules(self, L: int, world: int, device: torch.device) -> tuple[PlanSchedule, ...]:
+    def prepare(self, L: int, device: torch.device | str = "cpu", schedules: tuple[PlanSchedule, ...] | None = None) -> tuple[PlanSchedule, ...]:
+        """The schedules at global length L, built now (or `schedules` built elsewhere by `schedules_for`)."""
+        _, _, W = self._world()
+        return self._schedule(L, W, torch.device(device), schedules)
+
+    def _schedule(self, L: int, world: int, device: torch.device, given: tuple[PlanSchedule, ...] | None = None) -> tuple[PlanSchedule, ...]:
         key = (L, world, str(device))
-        if key not in self._schedules:
+        if given is not None:
+            if any(len(s.ranks) != world for s in given):
+                raise ValueError(f"the schedules given are for {len(given[0].ranks)} ranks, the group has {world}")
+            self._schedules[key] = tuple(s.to(device) for s in given)
+        elif key not in self._schedules:
             self._schedules[key] = schedules_for(self.attn, L, world, device)
         return self._schedules[key]
 
@@ -164,8 +187,11 @@ class ContextParallel(torch.nn.Module):
         D = int(q.shape[-1])
         sc = 1.0 / math.sqrt(D) if scale is None else float(scale)
         dt = compute_dtype(q.dtype)
-        steps = rank_steps(self.schedules(L, W, q.device), rank, q.to(dt), k.to(dt), v.to(dt), sc)
-        return _drive(steps, group).to(q.dtype)
+        steps = rank_steps(self._schedule(L, W, q.device), rank, q.to(dt), k.to(dt), v.to(dt), sc)
+        out, n_sent, n_received = _drive(steps, group)
+        size = torch.finfo(dt).bits // 8
+        self.last_bytes = (n_sent * size, n_received * size)
+        return out.to(q.dtype)
 
     def traffic(self, L: int, B: int, H: int, D: int, dtype: torch.dtype = torch.float32) -> list[Traffic]:
         _, _, W = self._world()

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..runtime.plan import Segment
+from ..runtime.plan import Segment, _moved
 
 POOL_CODE = {"max": 0, "sum": 1, "mean": 2, None: 3}  # None: an at(...) unit, one contribution
 
@@ -124,13 +124,8 @@ class PlanSchedule:
     ov: Gather  # partial (local expectation, log-sum-exp) of each unit
 
     def to(self, device: torch.device) -> PlanSchedule:
-        return _moved(self, device)
-
-
-def _moved(x: Any, device: torch.device) -> Any:
-    from ..runtime.plan import _moved as moved
-
-    return moved(x, device)
+        moved: PlanSchedule = _moved(self, device)
+        return moved
 
 
 def _slots(slots: torch.Tensor | None, n: int, T: int, L: int) -> torch.Tensor:
@@ -193,7 +188,8 @@ def _needed_keys(r: _Restricted) -> torch.Tensor:
     if r.dt.numel() == 0:
         return torch.zeros(0, dtype=torch.int64)
     cols = r.dmask.any(2) & (r.dt >= 0)[..., None]  # [n, D', Tk]
-    return torch.unique(r.kpos[r.dt.clamp(min=0)][cols])
+    needed: torch.Tensor = torch.unique(r.kpos[r.dt.clamp(min=0)][cols])
+    return needed
 
 
 def _finish(r: _Restricted, key_rows: torch.Tensor, kv_targets: torch.Tensor, units: torch.Tensor) -> Segment:
@@ -273,7 +269,5 @@ def build_schedule(plan: Any, W: int, C: int) -> PlanSchedule:
         rows = kv.index[r][:, 0] if kv.index[r].numel() else torch.zeros(0, dtype=torch.int64)
         segs = tuple(_finish(x, rows, kv_targets[r], units[r]) for x in restricted[r])
         segs = tuple(s for s in segs if s.direct_tiles.shape[1] or s.unit_lists.shape[1])
-        ranks.append(
-            RankSchedule(lo, hi - lo, tuple(parts[r]), cat(q_kind[r]), cat(q_div[r], torch.float64), unit_kind[units[r]], unit_div[units[r]], segs)
-        )
+        ranks.append(RankSchedule(lo, hi - lo, tuple(parts[r]), cat(q_kind[r]), cat(q_div[r], torch.float64), unit_kind[units[r]], unit_div[units[r]], segs))
     return PlanSchedule(tuple(ranks), kv, q, k, ov)
