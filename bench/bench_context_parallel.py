@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 import combiner_dsl as cd
+from combiner_dsl.codegen.torch_target import build_module
 from combiner_dsl.distributed import ContextParallel, schedules_for, traffic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,7 @@ def _rank(rank: int, W: int, port: int, spec: str, L: int, sched_path: str, out_
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=W)
     B, H, D = shape
-    cp = ContextParallel(cd.compile(cd.load(ROOT / "examples" / f"{spec}.cmb")))
+    cp = ContextParallel(build_module(cd.load(ROOT / "examples" / f"{spec}.cmb").pattern))
     cp.prepare(L, schedules=torch.load(sched_path, weights_only=False))
     C = L // W
     q, k, v, g = (x[:, :, rank * C : rank * C + C].clone() for x in _inputs(L, B, H, D))

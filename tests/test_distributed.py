@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import combiner_dsl as cd
+from combiner_dsl.codegen.torch_target import build_module
 from combiner_dsl.distributed import ContextParallel, schedules_for, simulate, traffic
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -25,7 +26,7 @@ TOL = 1e-10
 
 @cache
 def module(name: str) -> torch.nn.Module:
-    return cd.compile(cd.load(EXAMPLES / f"{name}.cmb"))
+    return build_module(cd.load(EXAMPLES / f"{name}.cmb").pattern)  # compile() without the docstring's cost figures
 
 
 def _inputs(L: int, seed: int, B: int = 2, H: int = 2, D: int = 8) -> tuple[torch.Tensor, ...]:
@@ -57,7 +58,7 @@ def _reference(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: 
         ("combiner_logsparse", 37, 3),
         ("combiner_axial", 124, 4),
         ("combiner_axial", 37, 2),
-        ("combiner_mixture", 100, 3),  # one joint softmax of two plans, extra segments
+        pytest.param("combiner_mixture", 100, 3, marks=pytest.mark.slow),  # one joint softmax of two plans, extra segments
         ("combiner_fixed_bidir", 100, 4),  # bidirectional: later ranks send to earlier ones too
     ],
 )
@@ -88,7 +89,7 @@ def test_aligned_blocks_move_no_raw_keys() -> None:
 
 
 def test_logsparse_moves_a_logarithmic_share() -> None:
-    per_rank = traffic(module("combiner_logsparse"), 4096, 4, B=1, H=1, D=64)
+    per_rank = traffic(module("combiner_logsparse"), 2048, 4, B=1, H=1, D=64)
     assert max(t.forward_sent for t in per_rank) * 20 < per_rank[0].ring_forward
     assert sum(t.forward_sent for t in per_rank) == sum(t.forward_received for t in per_rank)
     assert all(t.backward_sent == t.forward_received for t in per_rank)
@@ -96,7 +97,7 @@ def test_logsparse_moves_a_logarithmic_share() -> None:
 
 def test_length_must_fit_the_chunks() -> None:
     q, k, v, _ = _inputs(16, seed=2)
-    with pytest.raises(ValueError, match="global length must be in 13..16"):
+    with pytest.raises(ValueError, match=r"global length must be in 13\.\.16"):
         simulate(module("combiner_fixed"), list(q.split(4, 2)), list(k.split(4, 2)), list(v.split(4, 2)), length=12)
 
 
