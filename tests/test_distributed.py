@@ -24,9 +24,29 @@ SPECS = ("combiner_fixed", "combiner_logsparse", "combiner_axial")
 TOL = 1e-10
 
 
+# pools the examples do not use: each earlier block as two halves, one with a mean query and a
+# summed key, one with a mean query and an at() key
+POOLS = """pattern pools:
+    causal
+    let s = isqrt(L)
+    direct: j // s == i // s
+    partition low[r in 0 .. cdiv(L, s)]:
+        member: j // s == r and j % s < s // 2
+        select: r < i // s
+        summary: query = mean, key = sum
+    partition high[r in 0 .. cdiv(L, s)]:
+        member: j // s == r and j % s >= s // 2
+        select: r < i // s
+        summary: query = mean, key = at(r * s + s // 2)
+"""
+TEXTS = {"pools": POOLS, "mixture_average": (EXAMPLES / "combiner_mixture.cmb").read_text().replace("mix: joint", "mix: average")}
+
+
 @cache
 def module(name: str) -> torch.nn.Module:
-    return build_module(cd.load(EXAMPLES / f"{name}.cmb").pattern)  # compile() without the docstring's cost figures
+    """The module of an example or of a spec in TEXTS (compile() without the docstring's cost figures)."""
+    spec = cd.load(text=TEXTS[name], name=name) if name in TEXTS else cd.load(EXAMPLES / f"{name}.cmb")
+    return build_module(spec.pattern)
 
 
 def _inputs(L: int, seed: int, B: int = 2, H: int = 2, D: int = 8) -> tuple[torch.Tensor, ...]:
@@ -60,6 +80,8 @@ def _reference(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: 
         ("combiner_axial", 37, 2),
         pytest.param("combiner_mixture", 100, 3, marks=pytest.mark.slow),  # one joint softmax of two plans, extra segments
         ("combiner_fixed_bidir", 100, 4),  # bidirectional: later ranks send to earlier ones too
+        ("pools", 90, 4),
+        pytest.param("mixture_average", 60, 2, marks=pytest.mark.slow),  # two softmaxes: two pairs of rounds
     ],
 )
 def test_simulated_split_equals_one_process(name: str, L: int, W: int) -> None:
