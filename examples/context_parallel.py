@@ -60,7 +60,9 @@ def main() -> None:
     ref.backward(grad)
     n = max(0, min(L, rank * C + C) - rank * C)
     errors = [(out - chunk(ref)).abs()[:, :, :n].max()]
-    errors += [(m.grad - chunk(w.grad)).abs()[:, :, :n].max() for m, w in zip(mine, whole, strict=True)]
+    for m, w in zip(mine, whole, strict=True):
+        assert m.grad is not None and w.grad is not None
+        errors.append((m.grad - chunk(w.grad)).abs()[:, :, :n].max())
     worst = torch.stack([e.detach().double() for e in errors]).max()
     dist.all_reduce(worst, op=dist.ReduceOp.MAX)
 
