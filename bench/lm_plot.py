@@ -32,6 +32,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
             cost_ax.errorbar(row["pairs_per_head"], row["mean"], yerr=[[row["mean"] - row["min"]], [row["max"] - row["mean"]]],
                              fmt="o" if row["family"] != "sparse" else "s", color="black" if kind == "full" else colors[kind], capsize=3)
             cost_ax.annotate(kind, (row["pairs_per_head"], row["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        if report["task"] == "needle":  # chance: a guess among the values
+            for ax in (curve_ax, cost_ax):
+                ax.axhline(1 / report["args"]["values"], color="grey", lw=0.8, ls=":")
         curve_ax.set(title=f"{report['task']}, L = {L}: {metric} per step (mean of {report['args']['seeds']} seeds)", xlabel="step", ylabel=metric)
         cost_ax.set(title=f"L = {L}: final {metric} vs attention cost", xlabel="pairs per head (cost model)", ylabel=metric, xscale="log")
         curve_ax.grid(alpha=0.3)

