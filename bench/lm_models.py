@@ -36,15 +36,12 @@ def spec_path(kind: str) -> Path:
     return ROOT / "examples" / ("sparse" if kind.startswith("sparse_") else "") / f"{kind}.cmb"
 
 
-def family(kind: str) -> str:
-    return "full" if kind == "full" else kind.split("_", 1)[0]
-
-
 @dataclass(frozen=True)
 class KindInfo:
     """What the cost model and the layout say about one kind at one length."""
 
     kind: str
+    family: str  # full, combiner (has regions) or sparse (direct keys only)
     L: int
     pairs_per_head: int  # direct + region + summary pairs (contract.md); L(L+1)/2 for full
     reach_last: float  # fraction of keys 0..L-1 the last query reaches in one layer (direct or via a region)
@@ -55,14 +52,16 @@ def _full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.
     return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
 
-def build_attention(kind: str, L: int) -> tuple[Attention, KindInfo]:
-    """The attention function of `kind` at length L, with its cost and one-layer reach."""
-    if kind not in KINDS:
+def build_attention(kind: str, L: int, path: Path | None = None) -> tuple[Attention, KindInfo]:
+    """The attention function of `kind` (or of the causal spec at `path`) at length L, with its cost
+    and one-layer reach; a spec with regions runs as its generated module, one without as masked SDPA."""
+    if kind not in KINDS and path is None:
         raise ValueError(f"unknown attention kind {kind!r}; expected one of {', '.join(KINDS)}")
     if kind == "full":
         reach = torch.ones(L, dtype=torch.bool)
-        return _full_attention, KindInfo(kind, L, L * (L + 1) // 2, 1.0, reach)
-    spec = combiner_dsl.load(spec_path(kind))
+        return _full_attention, KindInfo(kind, "full", L, L * (L + 1) // 2, 1.0, reach)
+    spec = combiner_dsl.load(path or spec_path(kind))
+    regions = any(plan.partitions for plan in spec.pattern.plans)
     cost = spec.cost(L)
     pairs = cost.direct_pairs + cost.region_pairs + cost.summary_pairs
     layout = build_layout(spec.pattern, L)
@@ -71,8 +70,8 @@ def build_attention(kind: str, L: int) -> tuple[Attention, KindInfo]:
         reach |= plan.direct[L - 1]
         for rs in plan.regions:
             reach |= (rs.member & rs.select[L - 1][:, None]).any(0)
-    info = KindInfo(kind, L, pairs, float(reach.float().mean()), reach)
-    if kind.startswith("sparse_"):
+    info = KindInfo(kind, "combiner" if regions else "sparse", L, pairs, float(reach.float().mean()), reach)
+    if not regions:
         mask = layout.plans[0].direct
         if not bool(mask.diagonal().all()):  # a row with no key would make SDPA return NaN
             raise ValueError(f"{kind}: some query sees no key at L = {L}")

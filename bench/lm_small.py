@@ -32,8 +32,10 @@ from typing import Any
 
 import torch
 
+import combiner_dsl
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, when run as a script
-from lm_models import COMBINER_KINDS, KINDS, SPARSE_KINDS, TinyLM, build_attention, family, n_params
+from lm_models import KINDS, TinyLM, build_attention, n_params
 from lm_tasks import TEXT_FILE, TEXT_FILE_SHA256, DataError, NeedleTask, TextTask, default_data_dir, fetch_text, load_corpus
 
 TEXT_KINDS = ("full", "combiner_fixed", "sparse_fixed")
@@ -60,7 +62,7 @@ def learning_rate(step: int, steps: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def train(task: Any, kind: str, attention: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def train(task: Any, kind: str, family: str, attention: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(seed)  # same initial weights for every kind: they have the same parameters
     model = TinyLM(task.vocab, task.n_out, task.L, args.d, args.heads, args.layers, attention, task.positions)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
@@ -88,7 +90,7 @@ def train(task: Any, kind: str, attention: Any, seed: int, args: argparse.Namesp
             model.train()
             eval_s += time.perf_counter() - t0
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    return {"kind": kind, "family": family(kind), "L": task.L, "seed": seed, "final": curve[-1][1], "curve": curve, "losses": losses,
+    return {"kind": kind, "family": family, "L": task.L, "seed": seed, "final": curve[-1][1], "curve": curve, "losses": losses,
             "wall_s": wall, "cpu_s": cpu, "train_s_per_step": (wall - eval_s) / args.steps, "params": n_params(model)}
 
 
@@ -99,7 +101,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         finals = [r["final"] for r in mine]
         steps = [s for s, _ in mine[0]["curve"]]
         mean_curve = [(s, statistics.fmean(r["curve"][n][1] for r in mine)) for n, s in enumerate(steps)]
-        row = {"kind": kind, "family": family(kind), "L": L, "mean": statistics.fmean(finals), "min": min(finals), "max": max(finals), "finals": finals,
+        row = {"kind": kind, "family": mine[0]["family"], "L": L, "mean": statistics.fmean(finals), "min": min(finals), "max": max(finals), "finals": finals,
                "mean_curve": mean_curve, "wall_s": statistics.fmean(r["wall_s"] for r in mine), "cpu_s": statistics.fmean(r["cpu_s"] for r in mine), "train_s_per_step": statistics.fmean(r["train_s_per_step"] for r in mine)}
         row.update({k: mine[0][k] for k in ("pairs_per_head", "reach_last", "ceiling") if k in mine[0]})
         out.append(row)
@@ -114,8 +116,8 @@ def reading(task_name: str, summary: list[dict[str, Any]]) -> list[str]:
         if "full" not in rows:
             continue
         full = rows["full"]["mean"]
-        comb = [r for k, r in rows.items() if k in COMBINER_KINDS]
-        sparse = [r for k, r in rows.items() if k in SPARSE_KINDS]
+        comb = [r for r in rows.values() if r["family"] == "combiner"]
+        sparse = [r for r in rows.values() if r["family"] == "sparse"]
         if task_name == "needle":
             if comb:
                 worst = max(comb, key=lambda r: full - r["mean"])
@@ -162,10 +164,11 @@ def job(args: argparse.Namespace, L: int, kind: str, seed: int) -> dict[str, Any
     if ("task", L) not in _CACHE:
         _CACHE["task", L] = build_task(args, L)
     if (kind, L) not in _CACHE:
-        _CACHE[kind, L] = build_attention(kind, L)
+        path = args.spec_paths.get(kind)
+        _CACHE[kind, L] = build_attention(kind, L, Path(path) if path else None)
     task = _CACHE["task", L]
     attention, info = _CACHE[kind, L]
-    result = train(task, kind, attention, seed, args)
+    result = train(task, kind, info.family, attention, seed, args)
     result.update(pairs_per_head=info.pairs_per_head, reach_last=info.reach_last)
     if isinstance(task, NeedleTask):
         result["ceiling"] = task.ceiling(info.reachable_last)
@@ -203,7 +206,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__, "workers": args.workers,
                     "threads_per_worker": args.threads or torch.get_num_threads()},
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("json", "plot")},
+        "args": {k: v for k, v in vars(args).items() if k not in ("json", "plot", "spec", "data_dir")},
         "params": runs[0]["params"],
         "total_wall_s": time.perf_counter() - started,
         "skipped": sorted(f"{k}@{L}" for k, L in skip),
@@ -237,6 +240,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--L", nargs="+", type=positive, default=d["L"], help=f"sequence lengths (default {d['L']})")
         for opt, typ in (("seeds", positive), ("steps", positive), ("batch", positive), ("d", positive), ("heads", positive), ("layers", positive), ("eval_every", positive), ("lr", float)):
             s.add_argument("--" + opt.replace("_", "-"), type=typ, default=d[opt], help=f"default {d[opt]}")
+        s.add_argument("--spec", nargs="+", type=Path, default=[], metavar="FILE.cmb", help="more causal specs to compare, named by their pattern")
         s.add_argument("--skip", nargs="*", default=list(d["skip"]), metavar="KIND@L", help=f"runs to leave out (default: {' '.join(d['skip']) or 'none'}); `--skip` alone runs all")
         s.add_argument("--workers", type=positive, default=min(2, os.cpu_count() or 1), help="processes running seeds/kinds in parallel, one thread each (default: 2, or 1 on one core)")
         s.add_argument("--threads", type=positive, default=None, help="torch threads per process (default: 1 with several workers, else torch's choice)")
@@ -277,9 +281,21 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in SMOKE.items():
                 if hasattr(args, key):
                     setattr(args, key, value)
+        args.spec_paths = {}
+        for path in args.spec:
+            try:
+                spec = combiner_dsl.load(path)
+            except combiner_dsl.CombinerError as err:
+                log(f"error: --spec {err}")
+                return 2
+            if not spec.pattern.causal or spec.name in KINDS or spec.name in args.spec_paths:
+                log(f"error: --spec {path}: pattern {spec.name} is {'bidirectional' if not spec.pattern.causal else 'named like another kind'}; a causal spec with a new name is needed")
+                return 2
+            args.spec_paths[spec.name] = str(path)
+            args.kinds.append(spec.name)
         for item in args.skip:
             kind, _, length = item.partition("@")
-            if kind not in KINDS or not length.isdigit():
+            if kind not in args.kinds or not length.isdigit():
                 log(f"error: --skip {item!r}: expected KIND@L with KIND one of {', '.join(KINDS)}")
                 return 2
         if args.d % args.heads:

@@ -81,9 +81,13 @@ def lm_small() -> Any:
         (["needle", "--skip", "combiner_fixed@many"], "--skip"),
         (["needle", "--d", "30", "--heads", "4"], "--heads"),
         (["text", "--corpus", "missing.txt"], "missing.txt"),
+        (["needle", "--spec", "examples/combiner_fixed_bidir.cmb"], "bidirectional"),
+        (["needle", "--spec", "examples/combiner_fixed.cmb"], "named like another kind"),
+        (["needle", "--spec", "no/such.cmb"], "no/such.cmb"),
     ],
 )
-def test_bad_options_exit_2(lm_small: Any, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+def test_bad_options_exit_2(lm_small: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], needle: str) -> None:
+    monkeypatch.chdir(ROOT)
     assert lm_small.main(argv) == 2
     assert needle in capsys.readouterr().err
 
