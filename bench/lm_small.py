@@ -39,7 +39,7 @@ from lm_models import KINDS, TinyLM, build_attention, n_params
 from lm_tasks import TEXT_FILE, TEXT_FILE_SHA256, DataError, NeedleTask, TextTask, default_data_dir, fetch_text, load_corpus
 
 TEXT_KINDS = ("full", "combiner_fixed", "sparse_fixed")
-# The generated torch modules of these take 3-18x the time of full attention per training step at
+# The generated torch modules of these take 7-19x the CPU time of full attention per training step at
 # L = 1024 (bench/RESULTS-models.md); the default needle run leaves them out there to fit 20 minutes.
 SLOW_AT_1024 = ["combiner_axial_horizontal@1024", "combiner_axial_vertical@1024", "combiner_mixture@1024"]
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             args.kinds.append(spec.name)
         for item in args.skip:
             kind, _, length = item.partition("@")
-            if kind not in args.kinds or not length.isdigit():
+            if (kind not in KINDS and kind not in args.spec_paths) or not length.isdigit():
                 log(f"error: --skip {item!r}: expected KIND@L with KIND one of {', '.join(KINDS)}")
                 return 2
         if args.d % args.heads:

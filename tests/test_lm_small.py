@@ -97,3 +97,13 @@ def test_bad_arguments_exit_2(lm_small: Any, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         lm_small.main(argv)
     assert exc.value.code == 2
+
+
+def test_one_tiny_run_with_the_default_skips(lm_small: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # The default --skip names kinds left out by --kinds: that is no error.
+    argv = ["needle", "--kinds", "full", "sparse_fixed", "--L", "16", "--seeds", "1", "--steps", "2", "--eval-size", "8", "--workers", "1", "--threads", "1", "--json"]
+    assert lm_small.main(argv) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert [r["kind"] for r in rep["summary"]] == ["full", "sparse_fixed"]
+    assert rep["summary"][1]["reach_last"] < 1.0
+    assert len(rep["runs"][0]["losses"]) == 2
