@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 
@@ -56,6 +57,28 @@ class ProofOutcome:
     checks: tuple[CheckResult, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Obligation:
+    """One conclusive solver query, as SMT-LIB 2 (for certificates checked by another solver)."""
+
+    plan: str
+    check: str  # "C0".."C3", or "defined" for the definedness query
+    what: str
+    scope: str  # "all L" | "L <= N"
+    expected: str  # "unsat" (a proof) | "sat" (the violation behind a replayed witness)
+    smt2: str
+
+
+# When set (certify.py), every conclusive query is passed to it; the prover itself ignores it.
+OBLIGATION_HOOK: ContextVar[Callable[[Obligation], None] | None] = ContextVar("OBLIGATION_HOOK", default=None)
+
+
+def _emit(q: _Query, plan: str, check: str, what: str, scope: str, expected: str) -> None:
+    hook = OBLIGATION_HOOK.get()
+    if hook is not None and q.solver is not None:
+        hook(Obligation(plan, check, what, scope, expected, q.solver.to_smt2()))
+
+
 class _Query:
     """One question about one pattern: the variables, the lets and requires, and the solver."""
 
@@ -70,6 +93,7 @@ class _Query:
         if bound is not None:
             self.facts.append(self.L <= bound)
         self._n = 0
+        self.solver: z3.Solver | None = None  # the last query asked, kept for certificates
 
     def var(self, name: str) -> z3.ArithRef:
         self._n += 1
@@ -107,6 +131,7 @@ class _Query:
         s = z3.Solver()
         s.set("timeout", max(1, int(timeout_s * 1000)))
         s.add(*self.facts, *formulas, *extra, *self.enc.constraints())
+        self.solver = s
         r = s.check()
         if r == z3.sat:
             return "sat", s.model().eval(self.L, model_completion=True).as_long()
@@ -319,6 +344,7 @@ def _settle(pattern: ir.Pattern, plan: ir.Plan, check: str, what: str, build: Bu
         status, L = q.solve([got[0]], timeout_s)
         scope = "all L" if cap is None else f"L <= {cap}"
         if status == "unsat":
+            _emit(q, plan.name, check, what, scope, "unsat")
             return CheckResult(plan.name, check, "holds", scope, note="; ".join(notes) or None)
         tag = f"{check} ({what}; {mode}, {scope})"
         if status == "unknown":
@@ -330,6 +356,7 @@ def _settle(pattern: ir.Pattern, plan: ir.Plan, check: str, what: str, build: Bu
         assert L is not None
         witness, why = _replay(pattern, build, mode, cap, L, timeout_s)
         if witness is not None:
+            _emit(q, plan.name, check, what, scope, "sat")
             return CheckResult(plan.name, check, "violated", witness=witness, note=why or None)
         notes.append(f"{tag}: {why}")
     return CheckResult(plan.name, check, "unknown", note="; ".join(notes))
@@ -373,6 +400,8 @@ def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tu
     if not cases:
         return "unsat", None
     status, L = q.solve([z3.Or(*cases)], timeout_s)
+    if status == "unsat":
+        _emit(q, "every plan", "defined", "every expression is defined", "all L" if bound is None else f"L <= {bound}", "unsat")
     if status != "sat":
         return status, None
     assert L is not None
