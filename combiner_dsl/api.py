@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import ir
 from .errors import CombinerError, Diagnostic, SpecSyntaxError
-from .exhaustive import check_lengths
 from .parse import parse
 from .semantics import analyze
 from .source import Source, Span
@@ -57,6 +56,8 @@ class Spec:
 
     def check(self, L: int | Iterable[int] | None = None, *, prove: bool = True, timeout_s: float = 5.0) -> Verdict:
         """C0-C3: exhaustively at the given lengths (default set when None), then a proof for every L."""
+        from .exhaustive import check_lengths  # imports torch: not needed to load a spec (nor for a cached verdict)
+
         lengths = [L] if isinstance(L, int) else (list(L) if L is not None else None)
         verdict = check_lengths(self.pattern, lengths)
         if verdict.status == "refuted" or not prove:

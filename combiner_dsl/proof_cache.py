@@ -54,7 +54,7 @@ def _normal(x: Any) -> Any:
 @cache
 def tool_fingerprint() -> str:
     """Package version, z3 version and a hash of the package's sources."""
-    import z3
+    from importlib.metadata import PackageNotFoundError, version
 
     from . import __name__ as pkg
 
@@ -64,13 +64,13 @@ def tool_fingerprint() -> str:
         if f.name in NOT_VERDICT or "codegen" in f.parts:
             continue
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    try:
-        from importlib.metadata import version
-
-        ver = version("combiner-dsl")
-    except Exception:  # running from a source tree
-        ver = "unknown"
-    return f"{pkg} {ver}; z3 {z3.get_version_string()}; sources {h.hexdigest()[:16]}"
+    vers = []
+    for dist in ("combiner-dsl", "z3-solver"):
+        try:
+            vers.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:  # running from a source tree
+            vers.append(f"{dist} unknown")
+    return f"{pkg}; {'; '.join(vers)}; sources {h.hexdigest()[:16]}"
 
 
 def key(pattern: ir.Pattern, lengths: list[int] | None, prove: bool, timeout_s: float) -> str:
