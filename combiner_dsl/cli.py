@@ -93,7 +93,7 @@ def _each_spec(args: argparse.Namespace, run: Callable[[str, api.Spec], tuple[in
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from . import certify, proof_cache, report_formats
+    from . import proof_cache, report_formats  # not certify: it imports the prover, and torch, which a cached run never needs
 
     _positive(args.lengths)
     if args.json and args.format not in ("text", "json"):
@@ -104,6 +104,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     def run(path: str, spec: api.Spec) -> tuple[int, dict[str, Any], Callable[[], None]]:
         if args.certify:
+            from . import certify
             from .prove import prove
 
             with certify.recording(args.certify, path, spec.name, lambda: prove(spec.pattern, timeout_s=args.timeout)) as write:

@@ -12,6 +12,7 @@ import pytest
 pytest_plugins = ("pytester",)
 
 ROOT = Path(__file__).resolve().parents[1]
+LENGTHS = ("--combiner-L", "4", "--combiner-L", "16")  # the same in every run, so the cache answers after the first
 REFUTED = "examples/sparse/sparse_fixed.cmb"
 # A small proved spec: own block of 4 keys directly, every earlier block through its summary.
 PROVED = """\
@@ -27,9 +28,14 @@ pattern blocks4:
 CHECKED = PROVED.replace("pattern blocks4", "pattern derived4").replace("        select: r < i // 4\n", "")
 
 
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")  # shared by this module's runs: blocks4 is proved once
+
+
 @pytest.fixture
-def specs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.Pytester:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def specs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cache_home: Path) -> pytest.Pytester:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
     d = pytester.mkdir("specs")
     (d / "good.cmb").write_text(PROVED)
     shutil.copy(ROOT / REFUTED, d / "refuted.cmb")
@@ -38,7 +44,7 @@ def specs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 
 def test_one_pass_one_fail_with_witness_one_error_located(specs: pytest.Pytester) -> None:
-    result = specs.runpytest("specs", "--combiner-L", "4", "--combiner-L", "16", "-rA")
+    result = specs.runpytest("specs", *LENGTHS, "-rA")
     result.assert_outcomes(passed=1, failed=1, errors=1)
     out = result.stdout.str()
     # the witness in words, at the `direct:` line of the refuted spec (its only rule)
@@ -49,20 +55,20 @@ def test_one_pass_one_fail_with_witness_one_error_located(specs: pytest.Pytester
 
 
 def test_keyword_exitfirst_and_junit(specs: pytest.Pytester) -> None:
-    specs.runpytest("specs", "--combiner-L", "8", "-k", "blocks4").assert_outcomes(passed=1)
-    specs.runpytest("specs", "--combiner-L", "8", "-k", "sparse_fixed").assert_outcomes(failed=1)
-    first = specs.runpytest("specs", "--combiner-L", "8", "-x", "-p", "no:randomly")
+    specs.runpytest("specs", *LENGTHS, "-k", "blocks4").assert_outcomes(passed=1)
+    specs.runpytest("specs", *LENGTHS, "-k", "sparse_fixed").assert_outcomes(failed=1)
+    first = specs.runpytest("specs", *LENGTHS, "-x")
     assert first.ret == 1 and "stopping after 1 failures" in first.stdout.str()
     xml = specs.path / "out.xml"
-    specs.runpytest("specs", "--combiner-L", "8", f"--junitxml={xml}")
+    specs.runpytest("specs", *LENGTHS, f"--junitxml={xml}")
     suite = ET.parse(xml).getroot().find("testsuite")
     assert suite is not None and (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
     failure = suite.find("testcase/failure")
     assert failure is not None and "query i=2 never reaches key j=0" in (failure.get("message") or "")
 
 
-def test_checked_passes_with_note_and_fails_strict(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def test_checked_passes_with_note_and_fails_strict(pytester: pytest.Pytester, cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
     pytester.makefile(".cmb", derived=CHECKED)
     lenient = pytester.runpytest("--combiner-L", "16")
     lenient.assert_outcomes(passed=1)
@@ -80,5 +86,5 @@ def test_opt_out(specs: pytest.Pytester) -> None:
 @pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="pytest-xdist is not installed")
 @pytest.mark.slow
 def test_xdist(specs: pytest.Pytester) -> None:
-    result = specs.runpytest_subprocess("specs", "--combiner-L", "8", "-n", "2")
+    result = specs.runpytest_subprocess("specs", *LENGTHS, "-n", "2")
     result.assert_outcomes(passed=1, failed=1, errors=1)
