@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import CombinerError, Diagnostic, SpecSyntaxError
-from .exhaustive import check_lengths
 from .limits import MAX_FILE_BYTES, PROVER_BUDGET_S
 from .parse import parse
 from .semantics import analyze
@@ -86,6 +85,8 @@ class Spec:
         return replace(verdict, streaming=check_streaming(self.pattern, lengths, prove=prove, timeout_s=timeout_s))
 
     def _coverage(self, lengths: list[int] | None, prove: bool, timeout_s: float, budget_s: float) -> Verdict:
+        from .exhaustive import check_lengths  # imports torch: not needed to load a spec (nor for a cached verdict)
+
         verdict = check_lengths(self.pattern, lengths)
         from .prove import accepts_some
         from .prove import prove as run_prover

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import api, limits
 from .errors import CombinerError
+from .report_formats import FORMATS, Result
 from .verdict import CHECKS, Verdict
 
 OK, REFUTED, BAD_INPUT, INTERNAL = 0, 1, 2, 3
@@ -47,9 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--L", type=DENSE_L, action="append", dest="lengths", metavar="N", help=f"check this length (repeatable; at most {limits.MAX_DENSE_L}); default: a standard set")
     c.add_argument("--prove", action=argparse.BooleanOptionalAction, default=True, help="also prove for every L (default: on)")
     c.add_argument("--timeout", type=_number(float, 0.001, limits.MAX_TIMEOUT_S, "seconds"), default=5.0, metavar="S", help="solver time limit per query, seconds")
-    c.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    c.add_argument("--json", action="store_true", help="one JSON document on stdout (the same as --format json)")
+    c.add_argument("--format", choices=FORMATS, default="text", help="text, json, GitHub annotations, JUnit XML or SARIF 2.1.0 on stdout")
     c.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=True, help="also check prefix stability, which exact cached decoding needs (default: on)")
     c.add_argument("--require-streaming", action="store_true", help="exit 1 unless prefix stability is proved too")
+    c.add_argument("--cache", metavar="DIR", help="proof cache directory (default: the user cache directory)")
+    c.add_argument("--no-cache", action="store_true", help="neither read nor write the proof cache")
+    c.add_argument("--certify", metavar="DIR", help="write each proof obligation as an SMT-LIB 2 file under DIR (proves afresh)")
+
+    v = sub.add_parser("certify", help="re-check the SMT-LIB certificates of check --certify with cvc5")
+    v.add_argument("directory", metavar="DIR")
+    v.add_argument("--timeout", type=_number(float, 0.001, limits.MAX_TIMEOUT_S, "seconds"), default=60.0, metavar="S", help="cvc5 time limit per obligation, seconds")
 
     k = sub.add_parser("cost", help="the cost model: exact pairs per length and the asymptotic order")
     k.add_argument("specs", nargs="+", metavar="SPEC")
@@ -86,7 +95,7 @@ def _error_entry(path: str, err: CombinerError) -> dict[str, Any]:
     return {"path": path, "pattern": None, "verdict": "error", "scope": None, "witness": None, "message": str(err), "location": err.location}
 
 
-def _each_spec(args: argparse.Namespace, run: Callable[[str, api.Spec], tuple[int, dict[str, Any], Callable[[], None]]]) -> int:
+def _each_spec(args: argparse.Namespace, run: Callable[[str, api.Spec], tuple[int, dict[str, Any], Callable[[], None]]], results: list[Result] | None = None) -> int:
     """Run `run` on every spec; a bad spec is reported and the others still run.
 
     `run` returns (exit status, JSON entry, human printer); the worst status wins.
@@ -99,13 +108,16 @@ def _each_spec(args: argparse.Namespace, run: Callable[[str, api.Spec], tuple[in
         except Exception as err:  # one spec's failure never loses the others' report
             ours = isinstance(err, CombinerError)
             status = max(status, BAD_INPUT if ours else INTERNAL)
-            entries.append(_error_entry(path, err if ours else CombinerError(_internal(err))))
-            if not args.json:
+            error = err if ours else CombinerError(_internal(err))
+            entries.append(_error_entry(path, error))
+            if results is not None:
+                results.append(Result(path, error=error))
+            if not args.json and results is None:
                 print(str(err) if ours else f"{path}: {_internal(err)}", file=sys.stderr)
             continue
         status = max(status, code)
         entries.append(entry)
-        if not args.json:
+        if not args.json and results is None:
             show()
     if args.json:
         print(json.dumps({"specs": entries}, indent=2))
@@ -113,16 +125,44 @@ def _each_spec(args: argparse.Namespace, run: Callable[[str, api.Spec], tuple[in
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from . import proof_cache, report_formats  # not certify: it imports the prover, and torch, which a cached run never needs
+
     _positive(args.lengths)
+    if args.json and args.format not in ("text", "json"):
+        raise CombinerError(f"--json and --format {args.format}: give one of them")
+    args.json = args.json or args.format == "json"
+    store = None if args.no_cache or args.certify else proof_cache.ProofCache.open(args.cache)
+    results: list[Result] | None = [] if args.format in ("github", "junit", "sarif") else None
 
     def run(path: str, spec: api.Spec) -> tuple[int, dict[str, Any], Callable[[], None]]:
-        verdict = spec.check(args.lengths, prove=args.prove, timeout_s=args.timeout, streaming=args.streaming or args.require_streaming)
+        streaming = args.streaming or args.require_streaming
+        if args.certify:
+            from . import certify
+            from .prove import prove
+
+            with certify.recording(args.certify, path, spec.name, lambda: prove(spec.pattern, timeout_s=args.timeout)) as write:
+                verdict = spec.check(args.lengths, prove=args.prove, timeout_s=args.timeout, streaming=streaming)
+                n = write(verdict)
+            print(f"{path}: wrote {n} obligations under {args.certify}", file=sys.stderr)
+        else:
+            verdict = proof_cache.check(spec, store, args.lengths, args.prove, args.timeout, streaming=streaming)
+        if results is not None:
+            results.append(Result(path, spec.pattern, verdict))
         code = REFUTED if verdict.status == "refuted" else BAD_INPUT if verdict.status in UNUSABLE else OK
         if code == OK and args.require_streaming and (verdict.streaming is None or verdict.streaming.status != "proved"):
             code = REFUTED
         return code, {"path": path, "pattern": spec.name, **verdict.to_json()}, lambda: print(_verdict_line(path, spec.name, verdict))
 
-    return _each_spec(args, run)
+    status = _each_spec(args, run, results)
+    if results is not None:
+        print(report_formats.render(args.format, results))
+    return status
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from .certify import recheck_dir
+
+    return recheck_dir(args.directory, args.timeout)
 
 
 def _verdict_line(path: str, name: str, v: Verdict) -> str:
@@ -223,7 +263,7 @@ def _internal(err: Exception) -> str:
     return f"internal error: {type(err).__name__}: {err}"
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "cost": cmd_cost, "show": cmd_show, "compile": cmd_compile}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "cost": cmd_cost, "show": cmd_show, "compile": cmd_compile, "certify": cmd_certify}
 from .cli_explore import COMMANDS as _EXPLORE  # noqa: E402  (explore, reach, tree)
 
 COMMANDS.update(_EXPLORE)

@@ -68,6 +68,28 @@ class ProofOutcome:
     checks: tuple[CheckResult, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Obligation:
+    """One conclusive solver query, as SMT-LIB 2 (for certificates checked by another solver)."""
+
+    plan: str
+    check: str  # "C0".."C3", or "defined" for the definedness query
+    what: str
+    scope: str  # "all L" | "L <= N"
+    expected: str  # "unsat" (a proof) | "sat" (the violation behind a replayed witness)
+    smt2: str
+
+
+# When set (certify.py), every conclusive query is passed to it; the prover itself ignores it.
+OBLIGATION_HOOK: ContextVar[Callable[[Obligation], None] | None] = ContextVar("OBLIGATION_HOOK", default=None)
+
+
+def _emit(q: _Query, plan: str, check: str, what: str, scope: str, expected: str) -> None:
+    hook = OBLIGATION_HOOK.get()
+    if hook is not None and q.solver is not None:
+        hook(Obligation(plan, check, what, scope, expected, q.solver.to_smt2()))
+
+
 class _Query:
     """One question about one pattern: the variables, the lets and requires, and the solver."""
 
@@ -84,6 +106,7 @@ class _Query:
         if risky:  # the 64-bit range is asked of lengths the runtime accepts
             self.facts.append(self.L <= MAX_LENGTH)
         self._n = 0
+        self.solver: z3.Solver | None = None  # the last query asked, kept for certificates
 
     def var(self, name: str) -> z3.ArithRef:
         self._n += 1
@@ -124,6 +147,7 @@ class _Query:
         s = z3.Solver()
         s.set("timeout", max(1, int(min(timeout_s, left) * 1000)))
         s.add(*self.facts, *formulas, *extra, *self.enc.constraints())
+        self.solver = s
         r = s.check()
         if r == z3.sat:
             return "sat", s.model().eval(self.L, model_completion=True).as_long()
@@ -422,6 +446,7 @@ def _settle(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, what: str, bui
         status, L = q.solve([got[0]], timeout_s)
         scope = "all L" if cap is None else f"L <= {cap}"
         if status == "unsat":
+            _emit(q, plan.name, check, what, scope, "unsat")
             return CheckResult(plan.name, check, "holds", scope, note="; ".join(notes) or None)
         tag = f"{check} ({what}; {mode}, {scope})"
         if status == "unknown":
@@ -433,6 +458,7 @@ def _settle(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, what: str, bui
         assert L is not None
         witness, why = _replay(pattern, build, mode, cap, L, timeout_s)
         if witness is not None:
+            _emit(q, plan.name, check, what, scope, "sat")
             return CheckResult(plan.name, check, "violated", witness=witness, note=why or None)
         notes.append(f"{tag}: {why}")
     return CheckResult(plan.name, check, "unknown", note="; ".join(notes))
@@ -476,6 +502,8 @@ def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tu
     if not cases:
         return "unsat", None
     status, L = q.solve([z3.Or(*cases)], timeout_s)
+    if status == "unsat":
+        _emit(q, "every plan", "defined", "every expression is defined", "all L" if bound is None else f"L <= {bound}", "unsat")
     if status != "sat":
         return status, None
     assert L is not None
