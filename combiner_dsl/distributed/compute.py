@@ -19,7 +19,8 @@ from collections.abc import Generator, Sequence
 
 import torch
 
-from ..runtime.attention import BUDGET, NEG_INF, merge, segment_pass
+from ..runtime.attention import merge, segment_pass
+from ..runtime.summary import BUDGET, NEG_INF
 from .schedule import PlanSchedule, RankSchedule, SummaryPart
 
 # a round: (message to each rank, elements expected from each rank, elements moved by all ranks)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..runtime.attention import check_inputs, compute_dtype
+from ..runtime.module import check_inputs, compute_dtype
 from .compute import Steps, rank_steps, round_sizes
 from .schedule import PlanSchedule, build_schedule
 
