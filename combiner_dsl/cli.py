@@ -108,7 +108,7 @@ def _each_spec(args: argparse.Namespace, run: Callable[[str, api.Spec], tuple[in
         except Exception as err:  # one spec's failure never loses the others' report
             ours = isinstance(err, CombinerError)
             status = max(status, BAD_INPUT if ours else INTERNAL)
-            error = err if ours else CombinerError(_internal(err))
+            error = err if isinstance(err, CombinerError) else CombinerError(_internal(err))
             entries.append(_error_entry(path, error))
             if results is not None:
                 results.append(Result(path, error=error))

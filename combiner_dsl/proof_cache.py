@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ir
-from .verdict import CHECKS, Verdict, Witness
+from .verdict import CHECKS, SEVERITY, Status, Verdict, Witness
 
 FORMAT = 1
 # Modules that never change a verdict: editing them keeps the cache (everything else invalidates it).
@@ -86,16 +86,17 @@ def _verdict_from(d: Any) -> Verdict | None:
         w = d["witness"]
         witness = None
         if w is not None:
-            witness = Witness(str(w["check"]), int(w["L"]), int(w["i"]), None if w["j"] is None else int(w["j"]), tuple(str(r) for r in w["regions"]), None if w["plan"] is None else str(w["plan"]))
+            check = next(c for c in SEVERITY if c == w["check"])  # StopIteration: not a check name
+            witness = Witness(check, int(w["L"]), int(w["i"]), None if w["j"] is None else int(w["j"]), tuple(str(r) for r in w["regions"]), None if w["plan"] is None else str(w["plan"]))
         scope = d["scope"]
         scope = str(scope) if isinstance(scope, str) else tuple(int(x) for x in scope)
-        status = str(d["verdict"])
-        if status not in ("proved", "checked", "refuted"):
+        status: Status | None = next((s for s in ("proved", "checked", "refuted") if s == d["verdict"]), None)
+        if status is None:
             return None
         reason = None if d["reason"] is None else str(d["reason"])
         streaming = _streaming_from(d["streaming_detail"], d["streaming_checked"]) if "streaming_detail" in d else None
         return Verdict(status, scope, witness, str(d["message"]), reason, tuple(str(x) for x in d["derived_select"]), streaming=streaming)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, StopIteration):
         return None
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 CheckName = Literal["C0", "C1", "C2", "C3"]
 SEVERITY: tuple[CheckName, ...] = get_args(CheckName)  # most serious first: leak, overlap, gap, misplaced summary
-Status = Literal["proved", "checked", "refuted"]
+Status = Literal["proved", "checked", "refuted", "vacuous", "unsupported"]
 
 CHECKS: dict[CheckName, str] = {
     "C0": "no leak: every selected region lies inside the keys the query may see",
