@@ -55,7 +55,7 @@ def explore(
     summaries: tuple[str, ...] = ("max",),
     mix: bool = False,
     prove_top: int = 3,
-    timeout_s: float = 5.0,
+    timeout_s: float = 10.0,
 ) -> ExploreResult:
     """Every (direct set, region family) candidate, checked; the best `prove_top` also proved."""
     start = time.perf_counter()
