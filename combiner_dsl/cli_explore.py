@@ -23,7 +23,7 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--summaries", default="max", metavar="S,...", help="summaries: max, mean, sum (pooled) and at")
     e.add_argument("--mix", action="store_true", help="also try joint mixtures of two plans")
     e.add_argument("--prove", action=argparse.BooleanOptionalAction, default=True, help="prove the top candidates (default: on)")
-    e.add_argument("--timeout", type=float, default=5.0, metavar="S", help="solver time limit per query")
+    e.add_argument("--timeout", type=float, default=10.0, metavar="S", help="solver time limit per query (default 10)")
     e.add_argument("--all", action="store_true", help="list every candidate, refuted ones with witnesses")
     e.add_argument("-o", "--output", metavar="DIR", help="write the top candidates as .cmb files here")
     e.add_argument("--json", action="store_true")

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 import combiner_dsl
 from combiner_dsl.cli import main
-from combiner_dsl.forest import family_forest, forests
-from combiner_dsl.layout import allowed_mask, derive_selection
+from combiner_dsl.forest import family_forest, forest_selection, forests
+from combiner_dsl.layout import allowed_mask, build_layout, derive_selection
 from combiner_dsl.reach import reach
 
 EX = Path(__file__).resolve().parent.parent / "examples"
@@ -112,6 +112,20 @@ def test_laminar_family_with_singletons_is_never_refuted(case: tuple[int, torch.
     assert torch.equal(routes, allowed.long())  # disjoint and covering
     graph, cross = family_forest(member, [str(r) for r in range(member.shape[0])])
     assert cross is None and nx.is_forest(graph.to_undirected())
+    assert torch.equal(forest_selection(member, allowed & ~direct), chosen)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["combiner_logsparse", "combiner_axial_vertical", "combiner_axial_horizontal", "combiner_fixed"])
+def test_forest_selection_equals_the_dense_derivation_on_the_examples(name: str) -> None:
+    pattern = combiner_dsl.load(EX / f"{name}.cmb").pattern
+    for L in (7, 64, 100):
+        lay = build_layout(pattern, L)
+        for rs in lay.plans[0].regions:
+            keep = rs.member.any(dim=1)
+            free = lay.allowed & ~lay.plans[0].direct
+            dense = derive_selection(rs.member, keep, free, rs.partition, list(rs.binders), L)
+            assert torch.equal(forest_selection(rs.member[keep], free), dense[:, keep])  # type: ignore[arg-type]
+            assert torch.equal(rs.select[:, keep], dense[:, keep])  # the written select is the derived one
 
 
 @settings(max_examples=40, deadline=None)
@@ -124,8 +138,8 @@ def test_a_crossing_family_is_reported(case: tuple[int, torch.Tensor, torch.Tens
     extra = torch.zeros(2, L, dtype=torch.bool)
     extra[0, a : a + 2] = True
     extra[1, a + 1 : a + 3] = True
-    fam = torch.cat([member, extra])
+    fam = torch.unique(torch.cat([member, extra]), dim=0)  # distinct sets: a repeat is reported as such, not as a crossing
     _, cross = family_forest(fam, [str(r) for r in range(fam.shape[0])])
-    assert cross is not None
+    assert cross is not None and forest_selection(fam, torch.ones(L, L, dtype=torch.bool)) is None
     x, y = fam[cross[0]], fam[cross[1]]
     assert bool((x & y).any()) and bool((x & ~y).any()) and bool((y & ~x).any())

@@ -55,7 +55,7 @@ def explore(
     summaries: tuple[str, ...] = ("max",),
     mix: bool = False,
     prove_top: int = 3,
-    timeout_s: float = 5.0,
+    timeout_s: float = 10.0,
 ) -> ExploreResult:
     """Every (direct set, region family) candidate, checked; the best `prove_top` also proved."""
     start = time.perf_counter()
@@ -63,6 +63,8 @@ def explore(
     if bad:
         raise CombinerError(f"--families: unknown family {bad[0]!r}; expected some of {', '.join(FAMILIES)}")
     src = read_source(pattern)
+    if keep.startswith("window:"):  # the window's width is a size and a boundary like the source's constants
+        src = replace(src, constants=tuple(sorted({*src.constants, int(keep.split(":", 1)[1])})))
     screen = screening_lengths(src)
     cands: list[Candidate] = []
     plans: list[tuple[DirectSet, Family, str]] = []  # holding plans with written selects, for mixtures

@@ -28,7 +28,7 @@ class Synth:
 
 def candidate_name(src: Source, direct: DirectSet, fam: Family) -> str:
     raw = f"{src.name}_{direct.tag}_{fam.tag}"
-    return re.sub(r"[^A-Za-z0-9_]+", "_", raw).strip("_")
+    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]+", "_", raw)).strip("_")
 
 
 def _layouts(text: str, lengths: tuple[int, ...]) -> list[Layout]:
