@@ -107,7 +107,7 @@ def test_laminar_family_with_singletons_is_never_refuted(case: tuple[int, torch.
     allowed = allowed_mask(causal, L)
     direct = direct & allowed
     tuples = [(r,) for r in range(member.shape[0])]
-    chosen = derive_selection(member, member.any(dim=1), allowed & ~direct, part, tuples, L)  # raises on overlap
+    chosen, _ = derive_selection(member, member.any(dim=1), allowed & ~direct, part, tuples, L)  # raises on overlap
     routes = direct.long() + chosen.long() @ member.long()
     assert torch.equal(routes, allowed.long())  # disjoint and covering
     graph, cross = family_forest(member, [str(r) for r in range(member.shape[0])])
@@ -123,7 +123,7 @@ def test_forest_selection_equals_the_dense_derivation_on_the_examples(name: str)
         for rs in lay.plans[0].regions:
             keep = rs.member.any(dim=1)
             free = lay.allowed & ~lay.plans[0].direct
-            dense = derive_selection(rs.member, keep, free, rs.partition, list(rs.binders), L)
+            dense, _ = derive_selection(rs.member, keep, free, rs.partition, list(rs.binders), L)
             assert torch.equal(forest_selection(rs.member[keep], free), dense[:, keep])  # type: ignore[arg-type]
             assert torch.equal(rs.select[:, keep], dense[:, keep])  # the written select is the derived one
 
