@@ -30,13 +30,17 @@ LEMMA_FILE = "floordiv-lemma.smt2"
 LEMMA = """\
 ; combiner-dsl proof obligation (SMT-LIB 2)
 ; spec: (none: the lemma every certificate's bridge assertions rely on)
-; check: floor division of the prover's encoding agrees with SMT-LIB div/mod for b > 0
+; check: for all a, b > 0, q, r: a == b*q + r and 0 <= r < b imply q == (div a b) and r == (mod a b)
 ; expected: unsat
+; (the negation, for arbitrary a, b, q, r, is unsatisfiable)
 (set-logic ALL)
 (set-info :status unsat)
-(assert (not (forall ((a Int) (b Int) (q Int) (r Int))
-  (=> (and (> b 0) (= a (+ (* b q) r)) (<= 0 r) (< r b))
-      (and (= q (div a b)) (= r (mod a b)))))))
+(declare-fun a () Int)
+(declare-fun b () Int)
+(declare-fun q () Int)
+(declare-fun r () Int)
+(assert (and (> b 0) (= a (+ (* b q) r)) (<= 0 r) (< r b)))
+(assert (not (and (= q (div a b)) (= r (mod a b)))))
 (check-sat)
 """
 ALLOWED = {"set-logic", "set-info", "declare-fun", "declare-const", "define-fun", "declare-sort", "assert", "check-sat"}
