@@ -20,7 +20,7 @@ from .verdict import CHECKS, Verdict
 
 FORMATS = ("text", "json", "github", "junit", "sarif")
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
-RULES = {**{c: CHECKS[c] for c in CHECKS}, "CMB-ERROR": "the spec is not valid: a syntax, semantic or evaluation error", "CMB-CHECKED": "full attention was only checked at some lengths, not proved for every L"}
+RULES: dict[str, str] = {**{c: CHECKS[c] for c in CHECKS}, "CMB-ERROR": "the spec is not valid: a syntax, semantic or evaluation error", "CMB-CHECKED": "full attention was only checked at some lengths, not proved for every L"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,7 @@ def render_png(pattern: ir.Pattern, L: int, path: str | Path) -> None:
         for part in dict.fromkeys(pic.partition_of):
             first = pic.partition_of.index(part)
             handles.append(Patch(color=region_cmap((2 * first + 1) % 20), label=f"{part}[...] via summary (one shade per region)"))
-        present = set(pic.cells.unique().tolist())
+        present = set(torch.unique(pic.cells).tolist())
         for code, label in ((UNCOVERED, "uncovered key (C2)"), (LEAK, "leaked future key (C0)"), (OVERLAP, "covered twice (C1)")):
             if code in present:
                 handles.append(Patch(color=fixed[code], label=label))

@@ -13,6 +13,7 @@ inputs; whether they can happen at all is asked separately through `obligations`
 
 from __future__ import annotations
 
+import builtins
 import itertools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -265,7 +266,7 @@ class Encoder:
     def pow(self, a: z3.ArithRef, b: z3.ArithRef, node: ast.Expr | None) -> z3.ArithRef:
         return self._pow(a, b, node)
 
-    def implicit(self, f: str, x: z3.ArithRef, node: ast.Expr | None, low: int, ok: Callable[[z3.ArithRef], z3.BoolRef]) -> z3.ArithRef:
+    def implicit(self, f: str, x: z3.ArithRef, node: ast.Expr | None, low: builtins.int, ok: Callable[[z3.ArithRef], z3.BoolRef]) -> z3.ArithRef:
         """A function defined implicitly (r = f(x) where ok(r) holds) on x >= low; constants folded."""
         vx = _value(x)
         if vx is not None:
