@@ -135,11 +135,11 @@ def reading(task_name: str, summary: list[dict[str, Any]]) -> list[str]:
 
 def table(task: str, metric: str, summary: list[dict[str, Any]]) -> str:
     scale, unit = (100, "%") if task == "needle" else (1, "")
-    head = f"| L | kind | {metric} mean{unit} | min–max | pairs/head | one-layer reach | s/step |" + (" ceiling |" if task == "needle" else "")
+    head = f"| L | kind | {metric} mean{unit} | min–max | pairs/head | one-layer reach | CPU s/run |" + (" ceiling |" if task == "needle" else "")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in summary:
         line = (f"| {r['L']} | {r['kind']} | {scale * r['mean']:.{1 if task == 'needle' else 3}f} | {scale * r['min']:.{1 if task == 'needle' else 3}f}–"
-                f"{scale * r['max']:.{1 if task == 'needle' else 3}f} | {r['pairs_per_head']} | {100 * r['reach_last']:.1f}% | {r['train_s_per_step']:.3f} |")
+                f"{scale * r['max']:.{1 if task == 'needle' else 3}f} | {r['pairs_per_head']} | {100 * r['reach_last']:.1f}% | {r['cpu_s']:.1f} |")
         if task == "needle":
             line += f" {100 * r['ceiling']:.1f} |"
         lines.append(line)

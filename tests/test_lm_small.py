@@ -107,3 +107,13 @@ def test_one_tiny_run_with_the_default_skips(lm_small: Any, capsys: pytest.Captu
     assert [r["kind"] for r in rep["summary"]] == ["full", "sparse_fixed"]
     assert rep["summary"][1]["reach_last"] < 1.0
     assert len(rep["runs"][0]["losses"]) == 2
+
+
+@pytest.mark.slow
+def test_two_worker_processes_give_every_run(tmp_path: Path) -> None:
+    out = tmp_path / "w2.json"
+    done = run("needle", "--kinds", "full", "sparse_fixed", "--L", "16", "--seeds", "2", "--steps", "2", "--eval-size", "8", "--workers", "2", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    rep = report(out)
+    assert [(r["kind"], r["seed"]) for r in rep["runs"]] == [("full", 0), ("full", 1), ("sparse_fixed", 0), ("sparse_fixed", 1)]
+    assert rep["machine"]["threads_per_worker"] == 1
