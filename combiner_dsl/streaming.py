@@ -189,7 +189,7 @@ class _TwoLengths:
         self.envs = [self._env(self.L1), self._env(self.L2)]
         self.facts: list[z3.BoolRef] = [self.L1 >= 1, self.L1 < self.L2]
         for env in self.envs:
-            self.facts += [self.enc.term(r, env) for r in pattern.requires]  # type: ignore[misc]
+            self.facts += [self.enc.term(r, env) for r in pattern.requires]
 
     def _env(self, L: z3.ArithRef) -> dict[str, z3.ExprRef]:
         env: dict[str, z3.ExprRef] = {"L": L}

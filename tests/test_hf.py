@@ -118,3 +118,18 @@ def test_inputs_it_cannot_serve_raise_with_the_remedy() -> None:
     right[1, 9:] = 0
     with pytest.raises(ValueError, match=r"bidirectional.*no padding"):
         model(bidir.name)(ids, attention_mask=right)
+
+
+@pytest.mark.slow
+def test_readme_hugging_face_example_runs_as_written(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Use in a Hugging Face model") :]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    (tmp_path / "example.py").write_text(code)
+    run = subprocess.run([sys.executable, str(tmp_path / "example.py")], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["proved", "proved", "torch.Size([1,", "72])"]

@@ -35,12 +35,11 @@ CHUNK = 16  # query tiles scanned at once while deriving last uses (bounds the s
 
 def spec_of(attn: Any) -> PatternSpec:
     """The `PatternSpec` of a generated module (its class's module holds `SPEC`), or the spec itself."""
-    if _is_spec(attn):
-        return attn  # type: ignore[no-any-return]
-    found = getattr(sys.modules.get(type(attn).__module__), "SPEC", None)
+    found: Any = attn if _is_spec(attn) else getattr(sys.modules.get(type(attn).__module__), "SPEC", None)
     if not _is_spec(found):
         raise TypeError(f"expected a generated Combiner module or a PatternSpec, got {type(attn).__name__}")
-    return found  # type: ignore[no-any-return]
+    spec: PatternSpec = found
+    return spec
 
 
 def _is_spec(x: Any) -> bool:
@@ -187,13 +186,11 @@ class DecodeCache:
         self.scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
         self.plans = plans if plans is not None else decode_plans(spec, max_length)
         self.average = len(self.plans) > 1
-        new = {"dtype": self.cdt, "device": self.device}
+        def zeros(h: int, n: int) -> torch.Tensor:
+            return torch.zeros(batch, h, n, head_dim, dtype=self.cdt, device=self.device)
+
         self.state = [
-            {
-                "k": torch.zeros(batch, kv_heads, p.n_pos, head_dim, **new), "v": torch.zeros(batch, kv_heads, p.n_pos, head_dim, **new),
-                "q": torch.zeros(batch, heads, p.n_pos, head_dim, **new),
-                "kbar": torch.zeros(batch, kv_heads, p.n_unit_slots, head_dim, **new), "vbar": torch.zeros(batch, heads, p.n_unit_slots, head_dim, **new),
-            }
+            {"k": zeros(kv_heads, p.n_pos), "v": zeros(kv_heads, p.n_pos), "q": zeros(heads, p.n_pos), "kbar": zeros(kv_heads, p.n_unit_slots), "vbar": zeros(heads, p.n_unit_slots)}
             for p in self.plans
         ]
 
