@@ -51,6 +51,7 @@ def check_generate(path: Path) -> None:
     assert hf.CACHE_ATTR in vars(m.model.layers[0].self_attn)  # the steps went through the Combiner cache
 
 
+@pytest.mark.slow
 def test_generate_with_the_combiner_cache_matches_full_forwards() -> None:
     check_generate(FIXED16)
 
@@ -99,6 +100,7 @@ def test_training_step_matches_the_oracle_and_right_padding_is_exact() -> None:
     torch.testing.assert_close(padded.loss.double(), sum(per_token) / (39 + 22), rtol=1e-6, atol=1e-6)  # transformers takes the loss in float32
 
 
+@pytest.mark.slow
 def test_inputs_it_cannot_serve_raise_with_the_remedy() -> None:
     reg = registered(FIXED16)
     m = model(reg.name).eval()

@@ -67,6 +67,7 @@ def combiner(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "combiner_dsl.cli", *args], capture_output=True, text=True, cwd=ROOT, check=False)
 
 
+@pytest.mark.slow
 def test_cli_reports_streaming_and_require_streaming_fails_only_when_not_proved() -> None:
     fixed, stable = "examples/combiner_fixed.cmb", "examples/streaming/fixed_block16.cmb"
     run = combiner("check", "--json", "--L", "20", "--L", "40", fixed, stable)
