@@ -108,7 +108,7 @@ def _attention(reg: Registration, plans: dict[int, list[DecodePlan]], module: to
         if not torch.is_grad_enabled() and kwargs.get("use_cache", True) is not False and reg.streaming and reg.spec.pattern.causal:
             fresh = _new_cache(reg, plans, module, query, key, scaling)  # prefill: keep what the next steps read
             if Lk <= fresh.capacity:
-                fresh.extend(query, key, value)
+                fresh.ingest(query, key, value)
                 setattr(module, CACHE_ATTR, fresh)
         return out.transpose(1, 2).contiguous()
     if not reg.streaming:

@@ -208,14 +208,20 @@ class DecodeCache:
         if self.length + n > self.capacity:
             raise ValueError(f"the decoding cache holds {self.capacity} positions; create it with a larger max_length")
         if self.length == 0 and n > 1:  # prefill: one forward over the prompt, then keep what later steps need
-            plan = build_plan(self.spec, n).to(q.device)
-            out = combiner_attention(q, k, v, plan, self.scale)
-            qc, kc, vc = (x.to(self.cdt) for x in (q, k, v))
-            for p, st in zip(self.plans, self.state, strict=True):
-                self._ingest(p, st, qc, kc, vc, n)
-            self.length = n
+            out = combiner_attention(q, k, v, build_plan(self.spec, n).to(q.device), self.scale)
+            self.ingest(q, k, v)
             return out
         return torch.cat([self.step(q[:, :, i : i + 1], k[:, :, i : i + 1], v[:, :, i : i + 1]) for i in range(n)], 2)
+
+    def ingest(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Fill an empty cache from a whole prompt whose outputs the caller has already computed."""
+        n = q.shape[2]
+        if self.length != 0 or n > self.capacity:
+            raise ValueError(f"ingest fills an empty cache of at most {self.capacity} positions (it holds {self.length}, the prompt has {n})")
+        qc, kc, vc = (x.to(self.cdt) for x in (q, k, v))
+        for p, st in zip(self.plans, self.state, strict=True):
+            self._ingest(p, st, qc, kc, vc, n)
+        self.length = n
 
     def step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """One token: q [B, H, 1, D], k, v [B, Hkv, 1, D] -> its output [B, H, 1, D]."""
