@@ -104,21 +104,21 @@ def _attention(reg: Registration, plans: dict[int, list[DecodePlan]], module: to
     if mask is not None:
         _check_padding(reg, mask, decoding)
     if not decoding:
-        out = reg.attn(query, key, value, scale=scaling)
+        out: torch.Tensor = reg.attn(query, key, value, scale=scaling)
         if not torch.is_grad_enabled() and kwargs.get("use_cache", True) is not False and reg.streaming and reg.spec.pattern.causal:
-            cache = _new_cache(reg, plans, module, query, key, scaling)  # prefill: keep what the next steps read
-            if Lk <= cache.capacity:
-                cache.extend(query, key, value)
-                setattr(module, CACHE_ATTR, cache)
+            fresh = _new_cache(reg, plans, module, query, key, scaling)  # prefill: keep what the next steps read
+            if Lk <= fresh.capacity:
+                fresh.ingest(query, key, value)
+                setattr(module, CACHE_ATTR, fresh)
         return out.transpose(1, 2).contiguous()
     if not reg.streaming:
         why = reg.verdict.streaming.message if reg.verdict.streaming is not None else "prefix stability not checked"
         raise ValueError(f"{reg.spec.name} is not prefix-stable ({why}): a cache would change the output; remedy: generate(..., use_cache=False), or a prefix-stable spec (examples/streaming/)")
-    cache = getattr(module, CACHE_ATTR, None)
-    if not isinstance(cache, DecodeCache) or cache.length != Lk - Lq or cache.B != query.shape[0]:
-        have = cache.length if isinstance(cache, DecodeCache) else 0
+    held = getattr(module, CACHE_ATTR, None)
+    if not isinstance(held, DecodeCache) or held.length != Lk - Lq or held.B != query.shape[0]:
+        have = held.length if isinstance(held, DecodeCache) else 0
         raise ValueError(f"{reg.spec.name}: the Combiner decoding cache holds {have} positions but this step continues {Lk - Lq}; remedy: start with a prefill over the whole prompt (generate does), and do not reorder or crop the cache")
-    return cache.extend(query, key[:, :, Lk - Lq :], value[:, :, Lk - Lq :]).transpose(1, 2).contiguous()
+    return held.extend(query, key[:, :, Lk - Lq :], value[:, :, Lk - Lq :]).transpose(1, 2).contiguous()
 
 
 def _new_cache(reg: Registration, plans: dict[int, list[DecodePlan]], module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, scaling: float | None) -> DecodeCache:

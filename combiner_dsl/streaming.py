@@ -42,11 +42,13 @@ class StreamWitness:
     j: int
     what: str  # "direct" | "regions"
     plan: str | None = None
+    longer: bool | None = None  # for "direct": j is direct at L2 (True) or at L1 (False)
 
     def explain(self) -> str:
         where = f" (plan {self.plan})" if self.plan and self.plan != "main" else ""
         if self.what == "direct":
-            return f"query i={self.i} takes key j={self.j} directly at one of L={self.L1} and L={self.L2} but not at the other{where}"
+            yes, no = (self.L2, self.L1) if self.longer else (self.L1, self.L2)
+            return f"query i={self.i} takes key j={self.j} directly at L={yes} but not at L={no}{where}"
         return f"query i={self.i} selects different regions at L={self.L1} and L={self.L2} (they differ at key j={self.j}){where}"
 
     def to_json(self) -> dict[str, Any]:
@@ -154,7 +156,7 @@ def compare(pattern: ir.Pattern, lengths: Iterable[int]) -> tuple[StreamWitness 
                 diff = (old != direct[:n]).nonzero()
                 if diff.numel():
                     i, j = (int(x) for x in diff[0])
-                    best = _earlier(best, StreamWitness(_seen_at(i, tried), L, i, j, "direct", pl.plan.name))
+                    best = _earlier(best, StreamWitness(_seen_at(i, tried), L, i, j, "direct", pl.plan.name, bool(direct[i, j])))
                 rows = (ref_codes[:n] != codes[:n]).any(1).nonzero()
                 if rows.numel():
                     i = int(rows[0])
@@ -189,7 +191,7 @@ class _TwoLengths:
         self.envs = [self._env(self.L1), self._env(self.L2)]
         self.facts: list[z3.BoolRef] = [self.L1 >= 1, self.L1 < self.L2]
         for env in self.envs:
-            self.facts += [self.enc.term(r, env) for r in pattern.requires]  # type: ignore[misc]
+            self.facts += [self.enc.term(r, env) for r in pattern.requires]
 
     def _env(self, L: z3.ArithRef) -> dict[str, z3.ExprRef]:
         env: dict[str, z3.ExprRef] = {"L": L}

@@ -45,18 +45,18 @@ def check_every_prefix(path: Path, L: int, every: int) -> None:
         torch.testing.assert_close(out[:, :, t], want, rtol=0, atol=1e-10, msg=f"{path.stem}: step {t}")
 
 
-@pytest.mark.parametrize("path", STREAMING, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [pytest.param(p, marks=() if p.stem in ("fixed_block16", "combiner_logsparse") else pytest.mark.slow) for p in STREAMING], ids=lambda p: p.stem)
 def test_steps_equal_a_full_forward_over_their_prefix(path: Path) -> None:
     check_every_prefix(path, 48, 5)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", STREAMING, ids=lambda p: p.stem)
-def test_every_step_up_to_200_equals_a_full_forward_over_its_prefix(path: Path) -> None:
-    check_every_prefix(path, 200, 1)
+def test_every_step_up_to_128_equals_a_full_forward_over_its_prefix(path: Path) -> None:
+    check_every_prefix(path, 128, 1)  # (the prefill test compares 130 steps with one forward over all of them)
 
 
-@pytest.mark.parametrize("path", STREAMING, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [pytest.param(p, marks=() if p.stem == "fixed_block16" else pytest.mark.slow) for p in STREAMING], ids=lambda p: p.stem)
 def test_prefill_then_steps_equal_the_forward_at_every_position(path: Path) -> None:
     L = 130
     q, k, v = inputs(L, seed=1)
@@ -70,12 +70,12 @@ def test_prefill_then_steps_equal_the_forward_at_every_position(path: Path) -> N
 
 def test_the_cache_keeps_one_block_and_the_summaries() -> None:
     path = ROOT / "examples" / "streaming" / "fixed_block16.cmb"
-    q, k, v = inputs(200, H=4, Hkv=4)
-    _, c = decode(path, q, k, v, prefill=0, capacity=1024)
+    q, k, v = inputs(100, H=4, Hkv=4)
+    _, c = decode(path, q, k, v, prefill=50, capacity=512)
     plan = c.plans[0]
     assert plan.n_pos <= 17  # raw q, k, v of the open block only
-    assert plan.n_unit_slots == 1024 // 16 - 1  # a summary per complete block still selected later
-    full_kv = 2 * 2 * 4 * 1024 * 8 * 8  # K and V over the whole capacity, float64
+    assert plan.n_unit_slots == 512 // 16 - 1  # a summary per complete block still selected later
+    full_kv = 2 * 2 * 4 * 512 * 8 * 8  # K and V over the whole capacity, float64
     assert c.nbytes() < full_kv / 4
 
 

@@ -19,6 +19,12 @@ from combiner_dsl.oracle import oracle_attention
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(ROOT.glob("examples/*.cmb"))
 LENGTHS = (1, 7, 100, 127)
+FAST = ("combiner_fixed", "combiner_logsparse", "combiner_axial")
+
+
+def cases(names: list[str]) -> list[object]:
+    """(name, L) pairs; long lengths of the slower specs are in the slow tier."""
+    return [pytest.param(n, L, marks=() if n in FAST or L < 100 else pytest.mark.slow, id=f"{n}-{L}") for n in names for L in LENGTHS]
 
 
 @cache
@@ -43,9 +49,9 @@ def repeated_oracle(path: Path, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     return oracle_attention(spec(path).pattern, q, k.repeat_interleave(G, 1), v.repeat_interleave(G, 1))
 
 
-@pytest.mark.parametrize("L", LENGTHS)
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_torch_gqa_matches_oracle(path: Path, L: int) -> None:
+@pytest.mark.parametrize(("name", "L"), cases([p.stem for p in EXAMPLES]))
+def test_torch_gqa_matches_oracle(name: str, L: int) -> None:
+    path = ROOT / "examples" / f"{name}.cmb"
     q, k, v = gqa_inputs(L, H=4, Hkv=2)
     out = torch_module(path)(q, k, v)
     torch.testing.assert_close(out, repeated_oracle(path, q, k, v), rtol=1e-10, atol=1e-10)
@@ -70,8 +76,10 @@ def test_gqa_shape_errors(shape_k: tuple[int, ...], msg: str) -> None:
         torch_module(ROOT / "examples" / "combiner_fixed.cmb")(q, k, k)
 
 
-@pytest.mark.parametrize("L", LENGTHS)
-@pytest.mark.parametrize("name", ["combiner_fixed", "combiner_logsparse", "combiner_axial"])
+TRITON = [pytest.param("combiner_fixed", 37, id="combiner_fixed-37")] + [pytest.param(n, L, marks=pytest.mark.slow, id=f"{n}-{L}") for n in FAST for L in LENGTHS]
+
+
+@pytest.mark.parametrize(("name", "L"), TRITON)
 def test_triton_gqa_matches_oracle(name: str, L: int) -> None:
     pytest.importorskip("triton")
     path = ROOT / "examples" / f"{name}.cmb"

@@ -51,6 +51,7 @@ def check_generate(path: Path) -> None:
     assert hf.CACHE_ATTR in vars(m.model.layers[0].self_attn)  # the steps went through the Combiner cache
 
 
+@pytest.mark.slow
 def test_generate_with_the_combiner_cache_matches_full_forwards() -> None:
     check_generate(FIXED16)
 
@@ -99,6 +100,7 @@ def test_training_step_matches_the_oracle_and_right_padding_is_exact() -> None:
     torch.testing.assert_close(padded.loss.double(), sum(per_token) / (39 + 22), rtol=1e-6, atol=1e-6)  # transformers takes the loss in float32
 
 
+@pytest.mark.slow
 def test_inputs_it_cannot_serve_raise_with_the_remedy() -> None:
     reg = registered(FIXED16)
     m = model(reg.name).eval()
@@ -118,3 +120,18 @@ def test_inputs_it_cannot_serve_raise_with_the_remedy() -> None:
     right[1, 9:] = 0
     with pytest.raises(ValueError, match=r"bidirectional.*no padding"):
         model(bidir.name)(ids, attention_mask=right)
+
+
+@pytest.mark.slow
+def test_readme_hugging_face_example_runs_as_written(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Use in a Hugging Face model") :]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    (tmp_path / "example.py").write_text(code)
+    run = subprocess.run([sys.executable, str(tmp_path / "example.py")], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["proved", "proved", "torch.Size([1,", "72])"]

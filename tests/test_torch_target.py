@@ -242,7 +242,7 @@ def test_wrong_inputs_are_clear_errors() -> None:
     q, k, v = qkv(16, torch.float32)
     with pytest.raises(ValueError, match=r"\[B, H, L, D\]"):
         attn(q[0], k[0], v[0])
-    with pytest.raises(ValueError, match=r"k and v must both have shape \[B, Hkv, L, D\]"):
+    with pytest.raises(ValueError, match="same shape"):
         attn(q, k[:, :, :8], v)
     with pytest.raises(TypeError, match="float16, bfloat16, float32"):
         attn(q.long(), k.long(), v.long())

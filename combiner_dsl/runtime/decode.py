@@ -36,12 +36,11 @@ SCAN_TILES = 16  # query tiles scanned at once while deriving last uses (bounds 
 
 def spec_of(attn: Any) -> PatternSpec:
     """The `PatternSpec` of a generated module (its class's module holds `SPEC`), or the spec itself."""
-    if _is_spec(attn):
-        return attn  # type: ignore[no-any-return]
-    found = getattr(sys.modules.get(type(attn).__module__), "SPEC", None)
+    found: Any = attn if _is_spec(attn) else getattr(sys.modules.get(type(attn).__module__), "SPEC", None)
     if not _is_spec(found):
         raise TypeError(f"expected a generated Combiner module or a PatternSpec, got {type(attn).__name__}")
-    return found  # type: ignore[no-any-return]
+    spec: PatternSpec = found
+    return spec
 
 
 def _is_spec(x: Any) -> bool:
@@ -188,13 +187,11 @@ class DecodeCache:
         self.scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
         self.plans = plans if plans is not None else decode_plans(spec, max_length)
         self.average = len(self.plans) > 1
-        new = {"dtype": self.cdt, "device": self.device}
+        def zeros(h: int, n: int) -> torch.Tensor:
+            return torch.zeros(batch, h, n, head_dim, dtype=self.cdt, device=self.device)
+
         self.state = [
-            {
-                "k": torch.zeros(batch, kv_heads, p.n_pos, head_dim, **new), "v": torch.zeros(batch, kv_heads, p.n_pos, head_dim, **new),
-                "q": torch.zeros(batch, heads, p.n_pos, head_dim, **new),
-                "kbar": torch.zeros(batch, kv_heads, p.n_unit_slots, head_dim, **new), "vbar": torch.zeros(batch, heads, p.n_unit_slots, head_dim, **new),
-            }
+            {"k": zeros(kv_heads, p.n_pos), "v": zeros(kv_heads, p.n_pos), "q": zeros(heads, p.n_pos), "kbar": zeros(kv_heads, p.n_unit_slots), "vbar": zeros(heads, p.n_unit_slots)}
             for p in self.plans
         ]
 
@@ -212,14 +209,20 @@ class DecodeCache:
         if self.length + n > self.capacity:
             raise ValueError(f"the decoding cache holds {self.capacity} positions; create it with a larger max_length")
         if self.length == 0 and n > 1:  # prefill: one forward over the prompt, then keep what later steps need
-            plan = build_plan(self.spec, n).to(q.device)
-            out = combiner_attention(q, k, v, plan, self.scale)
-            qc, kc, vc = (x.to(self.cdt) for x in (q, k, v))
-            for p, st in zip(self.plans, self.state, strict=True):
-                self._ingest(p, st, qc, kc, vc, n)
-            self.length = n
+            out = combiner_attention(q, k, v, build_plan(self.spec, n).to(q.device), self.scale)
+            self.ingest(q, k, v)
             return out
         return torch.cat([self.step(q[:, :, i : i + 1], k[:, :, i : i + 1], v[:, :, i : i + 1]) for i in range(n)], 2)
+
+    def ingest(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Fill an empty cache from a whole prompt whose outputs the caller has already computed."""
+        n = q.shape[2]
+        if self.length != 0 or n > self.capacity:
+            raise ValueError(f"ingest fills an empty cache of at most {self.capacity} positions (it holds {self.length}, the prompt has {n})")
+        qc, kc, vc = (x.to(self.cdt) for x in (q, k, v))
+        for p, st in zip(self.plans, self.state, strict=True):
+            self._ingest(p, st, qc, kc, vc, n)
+        self.length = n
 
     def step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """One token: q [B, H, 1, D], k, v [B, Hkv, 1, D] -> its output [B, H, 1, D]."""

@@ -36,7 +36,7 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
             raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
     B, H, L, D = q.shape
     if k.shape != v.shape or k.shape[0] != B or k.shape[2] != L or k.shape[3] != D:
-        raise ValueError(f"k and v must both have shape [B, Hkv, L, D] with q's B, L and D, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(f"k and v must have the same shape [B, Hkv, L, D], with q's B, L and D, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if (k.shape[1] < 1 and H > 0) or (k.shape[1] > 0 and H % k.shape[1]):
         raise ValueError(f"k and v have {k.shape[1]} heads, which must divide q's {H} heads (grouped-query attention)")
     if k.dtype != q.dtype or v.dtype != q.dtype:
