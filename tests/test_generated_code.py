@@ -208,3 +208,18 @@ def test_tracebacks_show_generated_lines() -> None:
     attn = combiner_dsl.compile(combiner_dsl.load(ROOT / "examples" / "combiner_fixed.cmb"))
     filename = sys.modules[type(attn).__module__].__file__
     assert filename is not None and "class CombinerAttention" in "".join(linecache.getlines(filename))
+
+
+@pytest.mark.parametrize("standalone", [False, True])
+def test_generated_module_decodes_with_its_cache(standalone: bool) -> None:
+    """`attn.new_cache(...)`: prefill then one token at a time equals a forward over each prefix."""
+    spec = combiner_dsl.load(ROOT / "examples" / "streaming" / "fixed_block16.cmb")
+    attn = combiner_dsl.compile(spec, standalone=standalone)
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, 40, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    cache = attn.new_cache(max_length=40, batch=1, heads=2, head_dim=8, dtype=torch.float64)
+    outs = [cache.extend(q[:, :, :21], k[:, :, :21], v[:, :, :21])]
+    outs += [cache.step(q[:, :, t : t + 1], k[:, :, t : t + 1], v[:, :, t : t + 1]) for t in range(21, 40)]
+    got = torch.cat(outs, 2)
+    want = torch.cat([attn(q[:, :, : t + 1], k[:, :, : t + 1], v[:, :, : t + 1])[:, :, t : t + 1] for t in range(40)], 2)
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)

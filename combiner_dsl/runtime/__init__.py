@@ -4,15 +4,18 @@ A generated file imports what it needs from here; `combiner compile --standalone
 code instead. The compiler's own checks run this very code too.
 """
 
-from .attention import TorchCombinerModule, combiner_attention
+from .attention import combiner_attention
+from .decode import DecodeCache, new_cache
 from .module import RUNTIME_API, CombinerModule, require_runtime
 from .plan import PatternPlan, build_plan, length_problem
 from .spec import Binder, DirectSpec, Feature, PartitionSpec, PatternSpec, SoftmaxSpec, Solved, SummarySource
+from .torch_module import TorchCombinerModule
 
 __all__ = [
     "RUNTIME_API",
     "Binder",
     "CombinerModule",
+    "DecodeCache",
     "DirectSpec",
     "Feature",
     "PartitionSpec",
@@ -25,5 +28,6 @@ __all__ = [
     "build_plan",
     "combiner_attention",
     "length_problem",
+    "new_cache",
     "require_runtime",
 ]

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .module import CombinerModule, by_kv_group, compute_dtype
+from .module import by_kv_group, compute_dtype
 from .plan import PatternPlan, Plan, Segment
 from .summary import BUDGET, NEG_INF, summary_pass
 
@@ -210,12 +210,3 @@ def combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: 
         return outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
 
     return by_kv_group(q, k.shape[1], run).to(q.dtype)
-
-
-class TorchCombinerModule(CombinerModule):
-    """The torch target: summary pass, then one batched joint-softmax pass per segment."""
-
-    target = "torch"
-
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: PatternPlan, scale: float | None) -> torch.Tensor:
-        return combiner_attention(q, k, v, plan, scale)
