@@ -12,7 +12,7 @@ import torch
 
 from . import ir
 from .errors import CoverageError
-from .evaluate import binder_tuples, evaluate, let_values
+from .evaluate import binder_table, evaluate, let_values
 from .verdict import Witness
 
 
@@ -33,7 +33,7 @@ class RegionSet:
 
 @dataclass(frozen=True)
 class PlanLayout:
-    plan: ir.Plan
+    plan: ir.PlanDef
     direct: torch.Tensor  # bool [L, L], already intersected with the allowed set
     regions: tuple[RegionSet, ...]
     derived: tuple[str, ...]  # the derived select rules, in words
@@ -68,9 +68,9 @@ def derived_rule_text(pattern: ir.Pattern, part: ir.Partition, direct_text: str)
 
 
 def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partition, L: int, direct: torch.Tensor, allowed: torch.Tensor, direct_text: str) -> tuple[RegionSet, str | None]:
-    tuples = binder_tuples(pattern, part, layout_env, L)
-    R = len(tuples)
-    cols = torch.tensor(tuples, dtype=torch.int64).reshape(R, len(part.binders))
+    cols = binder_table(pattern, part, layout_env, L)
+    R = cols.shape[0]
+    tuples = [tuple(t) for t in cols.tolist()]
     j = torch.arange(L)
     member_env = {**layout_env, "j": j[None, :], **{n: cols[:, k, None] for k, n in enumerate(part.binder_names)}}
     member = _as_grid(evaluate(pattern, part.member, member_env, L), (R, L), torch.bool) if R else torch.zeros(0, L, dtype=torch.bool)

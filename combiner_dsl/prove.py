@@ -23,11 +23,13 @@ from typing import Literal
 import z3
 
 from . import ast, ir
+from .analysis import solve
+from .astutil import conj, names
 from .errors import SpecEvaluationError
 from .evaluate import accepts, evaluate, let_values
 from .ranges import risky_nodes
 from .runtime.ops import MAX_LENGTH
-from .smt import Encoder, names, solve_binders
+from .smt import Encoder
 from .verdict import SEVERITY, CheckName, Witness
 
 BOUND = 4096  # the bounded fallback proves "L <= BOUND"
@@ -90,7 +92,7 @@ class _Query:
     def gamma(self, i: z3.ArithRef, j: z3.ArithRef) -> z3.BoolRef:
         return z3.And(self.pos(i), 0 <= j, j <= i) if self.pattern.causal else z3.And(self.pos(i), self.pos(j))
 
-    def direct(self, plan: ir.Plan, i: z3.ArithRef, j: z3.ArithRef) -> z3.BoolRef:
+    def direct(self, plan: ir.PlanDef, i: z3.ArithRef, j: z3.ArithRef) -> z3.BoolRef:
         return z3.And(self.gamma(i, j), self.enc.term(plan.direct, {**self.env, "i": i, "j": j}))
 
     def binders(self, part: ir.Partition) -> dict[str, z3.ExprRef]:
@@ -128,7 +130,7 @@ class _Query:
 Builder = Callable[[_Query, str, int | None], tuple[z3.BoolRef, bool] | None]
 
 
-def _c0(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
+def _c0(plan: ir.PlanDef) -> Iterator[tuple[str, Builder]]:
     for part in plan.partitions:
 
         def build(q: _Query, mode: str, bound: int | None, part: ir.Partition = part) -> tuple[z3.BoolRef, bool]:
@@ -138,7 +140,7 @@ def _c0(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
         yield part.name, build
 
 
-def _c1(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
+def _c1(plan: ir.PlanDef) -> Iterator[tuple[str, Builder]]:
     parts = plan.partitions
     for part in parts:
 
@@ -160,7 +162,7 @@ def _c1(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
         yield f"{a.name} and {b.name}", build2
 
 
-def _c3(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
+def _c3(plan: ir.PlanDef) -> Iterator[tuple[str, Builder]]:
     for part in plan.partitions:
         for src in (part.query, part.key):
             if src.position is None:
@@ -207,7 +209,7 @@ def _uncovered(q: _Query, part: ir.Partition, i: z3.ArithRef, j: z3.ArithRef, mo
     some binder values (unsat still proves coverage). None: this mode does not apply.
     """
     assert part.select is not None
-    solved = solve_binders([part.select, part.member], part.binder_names)
+    solved = solve(conj([part.select, part.member]), part.binders).as_dict()
     free = [b for b in part.binder_names if b not in solved]
 
     def covered(values: dict[str, z3.ExprRef]) -> z3.BoolRef:
@@ -249,7 +251,7 @@ def _candidates(q: _Query, part: ir.Partition, free: list[str], i: z3.ArithRef, 
         return []
     lo, hi = q.enc.term(binder.lo, q.env), q.enc.term(binder.hi, q.env)
     ends: list[dict[str, z3.ExprRef]] = [{b: lo}, {b: hi - 1}]
-    by_member = solve_binders([part.member], part.binder_names)
+    by_member = solve(part.member, part.binders).as_dict()
     if set(by_member) == set(part.binder_names) - {b}:
 
         def holds_i(x: z3.ArithRef) -> z3.BoolRef:
@@ -262,9 +264,9 @@ def _candidates(q: _Query, part: ir.Partition, free: list[str], i: z3.ArithRef, 
     return ends
 
 
-def _c2_formula(q: _Query, plan: ir.Plan, mode: str, bound: int | None) -> tuple[z3.BoolRef, bool] | None:
+def _c2_formula(q: _Query, plan: ir.PlanDef, mode: str, bound: int | None) -> tuple[z3.BoolRef, bool] | None:
     assert all(part.select is not None for part in plan.partitions)
-    if mode == "forall" and all(solve_binders([part.select, part.member], part.binder_names).keys() == set(part.binder_names) for part in plan.partitions):  # type: ignore[list-item]
+    if mode == "forall" and all(solve(conj([part.select, part.member]), part.binders).as_dict().keys() == set(part.binder_names) for part in plan.partitions):  # type: ignore[list-item]
         return None  # nothing is quantified: the same query as "instances"
     i, j = q.var("i"), q.var("j")
     parts, exact = [], True
@@ -284,7 +286,7 @@ def _c2_formula(q: _Query, plan: ir.Plan, mode: str, bound: int | None) -> tuple
 CHECKS = SEVERITY
 
 
-def _c2(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
+def _c2(plan: ir.PlanDef) -> Iterator[tuple[str, Builder]]:
     yield "every partition", lambda q, mode, bound: _c2_formula(q, plan, mode, bound)
 
 
@@ -311,7 +313,7 @@ def _replay(pattern: ir.Pattern, build: Builder, mode: str, bound: int | None, L
     return witness, ""
 
 
-def _settle(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, what: str, build: Builder, timeout_s: float, bound: int) -> CheckResult:
+def _settle(pattern: ir.Pattern, plan: ir.PlanDef, check: CheckName, what: str, build: Builder, timeout_s: float, bound: int) -> CheckResult:
     """One violation formula: unbounded attempts first, then the bounded ones."""
     notes: list[str] = []
     first = "instances" if check == "C2" else "exists"
@@ -344,7 +346,7 @@ def _settle(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, what: str, bui
     return CheckResult(plan.name, check, "unknown", note="; ".join(notes))
 
 
-def _check(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, timeout_s: float, bound: int) -> CheckResult:
+def _check(pattern: ir.Pattern, plan: ir.PlanDef, check: CheckName, timeout_s: float, bound: int) -> CheckResult:
     gen = {"C0": _c0, "C1": _c1, "C2": _c2, "C3": _c3}[check]
     results = [_settle(pattern, plan, check, what, build, timeout_s, bound) for what, build in gen(plan)]
     for r in results:

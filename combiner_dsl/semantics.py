@@ -157,7 +157,7 @@ def analyze(decl: ast.PatternDecl, source: Source) -> ir.Pattern:
             ck.expr(it.condition, scope, BOOL)
             requires.append(it.condition)
 
-    plans: list[ir.Plan] = []
+    plans: list[ir.PlanDef] = []
     mix: str | None = None
     if plan_blocks:
         for it in top_level:
@@ -189,7 +189,7 @@ def analyze(decl: ast.PatternDecl, source: Source) -> ir.Pattern:
     return ir.Pattern(decl.name, modes[0].causal, tuple(lets), tuple(requires), tuple(plans), mix if plan_blocks else None, source, span=decl.span)
 
 
-def _plan(ck: _Checker, name: str, items: tuple[ast.Direct | ast.Partition, ...], span: Span, name_span: Span, taken: dict[str, str]) -> ir.Plan:
+def _plan(ck: _Checker, name: str, items: tuple[ast.Direct | ast.Partition, ...], span: Span, name_span: Span, taken: dict[str, str]) -> ir.PlanDef:
     directs = [it for it in items if isinstance(it, ast.Direct)]
     where = "the pattern" if name == "main" else f"plan `{name}`"
     if not directs:
@@ -201,7 +201,7 @@ def _plan(ck: _Checker, name: str, items: tuple[ast.Direct | ast.Partition, ...]
         ck.expr(d.condition, direct_scope, BOOL)
     parts = [_partition(ck, p, taken) for p in items if isinstance(p, ast.Partition)]
     direct = directs[0].condition if directs else ast.BoolLit(False)
-    return ir.Plan(name, direct, tuple(p for p in parts if p is not None), span=span)
+    return ir.PlanDef(name, direct, tuple(p for p in parts if p is not None), span=span)
 
 
 def _partition(ck: _Checker, p: ast.Partition, taken: dict[str, str]) -> ir.Partition | None:

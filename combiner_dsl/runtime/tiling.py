@@ -207,8 +207,11 @@ class Members:
         return torch.where(valid, self.keys[at], -1)
 
 
-def members(regions: Enumeration, free: Enumeration, solved: tuple[tuple[str, Fn], ...], residual: Fn, env: Mapping[str, Any], L: int) -> Members:
-    """Members of every region: for each key j and each tuple of the free binders, the solved binders follow."""
+def members(
+    regions: Enumeration, free: Enumeration, solved: tuple[tuple[str, Fn], ...], residual: Fn, env: Mapping[str, Any], L: int, sizes_only: bool = False
+) -> Members:
+    """Members of every region: for each key j and each tuple of the free binders, the solved binders follow.
+    `sizes_only`: only the sizes are filled in (the member lists stay empty), for counting."""
     found_r: list[torch.Tensor] = []
     found_j: list[torch.Tensor] = []
     F = free.count
@@ -218,15 +221,22 @@ def members(regions: Enumeration, free: Enumeration, solved: tuple[tuple[str, Fn
         shape = (b - a, F)
         for name, fn in solved:
             scope[name] = as_long(fn(Exact, scope), shape)
-        rid = regions.lookup({n: as_long(scope[n], shape) for n in regions.names}) if regions.names else torch.zeros(shape, dtype=torch.int64)
-        ok = (rid >= 0) & as_bool(residual(Exact, scope), shape)
-        hit = ok.nonzero()
-        found_r.append(rid[hit[:, 0], hit[:, 1]])
-        found_j.append(hit[:, 0] + a)
+        hit = as_bool(residual(Exact, scope), shape).nonzero()  # regions are looked up only where the residual holds
+        if regions.names:
+            rid = regions.lookup({n: as_long(scope[n], shape)[hit[:, 0], hit[:, 1]] for n in regions.names})
+        else:
+            rid = torch.zeros(hit.shape[0], dtype=torch.int64)
+        found_r.append(rid[rid >= 0] if not sizes_only else torch.bincount(rid[rid >= 0], minlength=regions.count))
+        found_j.append(hit[:, 0][rid >= 0] + a if not sizes_only else rid[:0])
+    if sizes_only:
+        none = torch.zeros(0, dtype=torch.int64)
+        return Members(none, none, sum(found_r, torch.zeros(regions.count, dtype=torch.int64)), none)
     rid = torch.cat(found_r) if found_r else torch.zeros(0, dtype=torch.int64)
     jj = torch.cat(found_j) if found_j else torch.zeros(0, dtype=torch.int64)
-    flat = torch.unique(rid * L + jj)  # ascending; a (region, key) found twice counts once
-    rid_sorted = torch.div(flat, L, rounding_mode="floor")
-    sizes = torch.bincount(rid_sorted, minlength=regions.count)
+    # each (region, key) comes once (the free binders are part of the region's tuple) and keys come
+    # ascending, so a stable sort by region gives the CSR order
+    order = torch.sort(rid, stable=True).indices
+    rid, jj = rid[order], jj[order]
+    sizes = torch.bincount(rid, minlength=regions.count)
     offsets = torch.cumsum(sizes, 0) - sizes
-    return Members(flat - rid_sorted * L, offsets, sizes, flat)
+    return Members(jj, offsets, sizes, rid * L + jj)
