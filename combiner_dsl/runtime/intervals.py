@@ -136,7 +136,7 @@ class Bounds:
             raise DomainError("negative exponent")
         y = Interval(torch.clamp(y.lo, min=0), y.hi)
         # the largest magnitude, |base| ** (top exponent), is a value of the box: it must fit
-        top = torch.maximum(x.lo.abs(), x.hi.abs())
+        top = torch.maximum(Exact.abs(x.lo), Exact.abs(x.hi))
         Exact.pow(top, y.hi)
         ints = _corners(Exact.pow, Interval(torch.clamp(x.lo, min=0), torch.clamp(x.hi, min=0)), y)
         bound = torch.pow(top, y.hi)

@@ -12,6 +12,7 @@ refused before the work where the work itself could be large (`**`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -48,6 +49,17 @@ def _tensors(a: Value, b: Value) -> tuple[torch.Tensor, torch.Tensor] | None:
 def _check(bad: torch.Tensor | bool) -> None:
     if _any(bad):
         raise DomainError(OVERFLOW)
+
+
+def _fold(on_tensors: Any, on_ints: Any, args: tuple[Value, ...]) -> Value:
+    """min / max of two or more values, elementwise once a tensor is involved."""
+    out = args[0]
+    for x in args[1:]:
+        if isinstance(out, torch.Tensor) or isinstance(x, torch.Tensor):
+            out = on_tensors(torch.as_tensor(out), torch.as_tensor(x))
+        else:
+            out = on_ints(out, x)
+    return out
 
 
 class Exact:
@@ -128,7 +140,7 @@ class Exact:
             return _int(a**b)
         x, y = t
         x, y = torch.broadcast_tensors(x, y)
-        est = torch.pow(x.abs().double(), y.double())  # float64: off by far less than a factor 2
+        est = torch.pow(x.double().abs(), y.double())  # float64: off by far less than a factor 2
         _check(est >= 2.0**64)
         near = (est >= 2.0**62).nonzero().flatten() if x.dim() else (est >= 2.0**62).reshape(1).nonzero().flatten()
         for k in near.tolist():  # the few values close to the limit, exactly
@@ -144,23 +156,11 @@ class Exact:
 
     @staticmethod
     def min(*args: Value) -> Value:
-        out = args[0]
-        for x in args[1:]:
-            if isinstance(out, torch.Tensor) or isinstance(x, torch.Tensor):
-                out = torch.minimum(torch.as_tensor(out), torch.as_tensor(x))
-            else:
-                out = min(out, x)
-        return out
+        return _fold(torch.minimum, min, args)
 
     @staticmethod
     def max(*args: Value) -> Value:
-        out = args[0]
-        for x in args[1:]:
-            if isinstance(out, torch.Tensor) or isinstance(x, torch.Tensor):
-                out = torch.maximum(torch.as_tensor(out), torch.as_tensor(x))
-            else:
-                out = max(out, x)
-        return out
+        return _fold(torch.maximum, max, args)
 
     @staticmethod
     def isqrt(a: Value) -> Value:
