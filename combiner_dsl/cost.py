@@ -33,7 +33,7 @@ from .runtime.classify import OutsideRegion, Selection, direct_masks
 from .runtime.plan import _Builder, _or, _SegmentWork, feature_values
 from .runtime.tiling import Order, chunks
 
-TILE = 64  # counting does not depend on the tile size; this one keeps mixed tiles small
+TILE = 16  # counting does not depend on the tile size; small tiles keep mixed tiles cheap (sparse_fixed: 2.4x less work than 64)
 __all__ = ["CostFigures", "Lsym", "cost_at", "cost_from_layout", "order"]
 
 

@@ -91,6 +91,10 @@ def test_derived_selection_is_costed_through_the_region_forest() -> None:
     for L in (1, 7, 50, 300):
         assert_matches(derived, L)
     assert cost_at(derived, 1000) == cost_at(load(ROOT / "examples" / "combiner_fixed.cmb").pattern, 1000)  # it derives r < i // s
+    axial = (ROOT / "examples" / "combiner_axial.cmb").read_text()
+    derived_axial = load(text="\n".join(line for line in axial.splitlines() if "select:" not in line)).pattern
+    for L in (7, 100):
+        assert_matches(derived_axial, L)
 
 
 def test_rejected_lengths() -> None:
