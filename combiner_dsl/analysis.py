@@ -152,8 +152,7 @@ def solve(pred: ast.Expr, binders: tuple[ir.Binder, ...]) -> Solved:
         remaining.remove(ready[0])
     used = {chosen[n][0] for n in order}
     residual = conj([a for k, a in enumerate(atoms) if k not in used])
-    free = tuple(n for n in declared if n not in order)
-    return Solved(free, tuple((n, chosen[n][1]) for n in order), residual)
+    return Solved(tuple(n for n in declared if n not in order), tuple((n, chosen[n][1]) for n in order), residual)
 
 
 def _identity_features(atoms: tuple[ast.Expr, ...], var: str, outer: frozenset[str], binders: frozenset[str], other: str | None) -> list[ast.Expr]:

@@ -401,7 +401,7 @@ def prove(pattern: ir.Pattern, timeout_s: float = 5.0, bound: int = BOUND) -> Pr
     witness replayed by the exhaustive checker, or unknown with the reason."""
     start = time.perf_counter()
 
-    def done(status: str, scope: str | None, witness: Witness | None, reason: str | None, results: list[CheckResult]) -> ProofOutcome:
+    def done(status: ProofStatus, scope: str | None, witness: Witness | None, reason: str | None, results: list[CheckResult]) -> ProofOutcome:
         return ProofOutcome(status, scope, witness, reason, time.perf_counter() - start, tuple(results))
 
     derived = [part.name for _, part in pattern.partitions if part.select is None]

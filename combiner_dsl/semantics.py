@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from . import ast, ir, operators
 from .errors import Diagnostic, SpecSemanticError
@@ -94,10 +95,10 @@ class _Checker:
                 for x in e.args:
                     self._type(x, scope)
                 return None
-            op = functions[e.func]
+            fn = functions[e.func]
             n = len(e.args)
-            if not op.accepts(n):
-                self.error(e.span, f"`{e.func}` takes {op.arity_text()} argument{'s' if op.arity != (1, 1) else ''}, found {n}")
+            if not fn.accepts(n):
+                self.error(e.span, f"`{e.func}` takes {fn.arity_text()} argument{'s' if fn.arity != (1, 1) else ''}, found {n}")
             for x in e.args:
                 self.expr(x, scope, INT)
             return INT
@@ -158,7 +159,7 @@ def analyze(decl: ast.PatternDecl, source: Source) -> ir.Pattern:
             requires.append(it.condition)
 
     plans: list[ir.PlanDef] = []
-    mix: str | None = None
+    mix: ir.Mix | None = None
     if plan_blocks:
         for it in top_level:
             ck.error(it.span, f"`{'direct' if isinstance(it, ast.Direct) else 'partition'}` outside a plan", "with `plan` blocks, every direct and partition goes inside one")
@@ -175,12 +176,12 @@ def analyze(decl: ast.PatternDecl, source: Source) -> ir.Pattern:
             ck.error(m.span, "`mix` without plans", "mix combines two or more `plan` blocks")
         plans.append(_plan(ck, "main", tuple(top_level), decl.span, decl.name_span, taken))
     if mixes:
-        for extra in mixes[1:]:
-            ck.error(extra.span, "a second `mix` line")
+        for again in mixes[1:]:
+            ck.error(again.span, "a second `mix` line")
         kind = mixes[0].kind
         if kind not in ir.MIXES:
             ck.error(mixes[0].span, f"unknown mix `{kind}`", "expected joint or average")
-        mix = kind
+        mix = cast(ir.Mix, kind)  # checked just above: a wrong one is an error
 
     if ck.errors:
         unique = tuple(dict.fromkeys(ck.errors))  # one summary line can be both query and key

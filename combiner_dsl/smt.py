@@ -229,7 +229,7 @@ class Encoder:
 
     # ------------------------------------------------------------ helpers for the registry's z3 rules
     @staticmethod
-    def int(v: int) -> z3.ArithRef:
+    def const(v: int) -> z3.ArithRef:
         return z3.IntVal(v)
 
     @staticmethod

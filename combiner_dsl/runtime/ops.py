@@ -87,7 +87,7 @@ class Exact:
     def mul(a: Value, b: Value) -> Value:
         t = _tensors(a, b)
         if t is None:
-            if abs(a).bit_length() + abs(b).bit_length() > 66:  # refused before the work
+            if abs(int(a)).bit_length() + abs(int(b)).bit_length() > 66:  # refused before the work
                 raise DomainError(OVERFLOW)
             return _int(a * b)
         x, y = t
@@ -135,11 +135,11 @@ class Exact:
             raise DomainError("negative exponent")
         t = _tensors(a, b)
         if t is None:
-            if abs(a) >= 2 and b * (abs(a).bit_length() - 1) > 64:  # refused before the work
+            if abs(int(a)) >= 2 and int(b) * (abs(int(a)).bit_length() - 1) > 64:  # refused before the work
                 raise DomainError(OVERFLOW)
             return _int(a**b)
         x, y = t
-        x, y = torch.broadcast_tensors(x, y)
+        x, y = torch.broadcast_tensors(x, y)  # type: ignore[no-untyped-call]
         est = torch.pow(x.double().abs(), y.double())  # float64: off by far less than a factor 2
         _check(est >= 2.0**64)
         near = (est >= 2.0**62).nonzero().flatten() if x.dim() else (est >= 2.0**62).reshape(1).nonzero().flatten()
