@@ -46,6 +46,13 @@ def _tensors(a: Value, b: Value) -> tuple[torch.Tensor, torch.Tensor] | None:
     return torch.as_tensor(_int(a), dtype=torch.int64), torch.as_tensor(_int(b), dtype=torch.int64)
 
 
+def _divisor(a: Value, b: Value, what: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`_tensors(a, b)` once b is known to be non-zero everywhere."""
+    if _any(b == 0):
+        raise DomainError(f"{what} by zero")
+    return _tensors(a, b)
+
+
 def _check(bad: torch.Tensor | bool) -> None:
     if _any(bad):
         raise DomainError(OVERFLOW)
@@ -108,9 +115,7 @@ class Exact:
 
     @staticmethod
     def floordiv(a: Value, b: Value) -> Value:
-        if _any(b == 0):
-            raise DomainError("division by zero")
-        t = _tensors(a, b)
+        t = _divisor(a, b, "division")
         if t is None:
             return _int(a // b)
         _check((t[0] == INT_MIN) & (t[1] == -1))  # the one quotient beyond the range (and a CPU trap)
@@ -118,9 +123,7 @@ class Exact:
 
     @staticmethod
     def mod(a: Value, b: Value) -> Value:
-        if _any(b == 0):
-            raise DomainError("modulo by zero")
-        t = _tensors(a, b)
+        t = _divisor(a, b, "modulo")
         if t is None:
             return _int(a % b)
         return torch.remainder(t[0], torch.where(t[1] == -1, 1, t[1]))  # x % -1 == 0 == x % 1, without the trap
