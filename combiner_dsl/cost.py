@@ -1,11 +1,11 @@
 """The cost model of contract.md: exact pair counts at one L, and the asymptotic order.
 
-Counting never walks (i, j) pairs one by one and never builds an L x L grid: the spaces below
-are handed to `boxcount`, which classifies boxes all-true / all-false / mixed with the interval
-domain and counts true points whole or at small leaves. Binders fixed by an equality in `member` /
-`select` (`r == i // 2 ** l - 1`) are substituted, not enumerated, so logsparse's 2L regions are
-never visited per query box. `order` measures totals at a few lengths against the growth laws
-`growth` reads off the spec's structure.
+Pairs are counted with the planner's own classification (`runtime.plan`), driven by the
+interpreter (`interpreted.py`): direct tile pairs the interval domain finds full are counted in
+closed form, only mixed tiles are evaluated; units come from the planner's selection (derived
+selection through its region forest). So counting never walks (i, j) pairs one by one and never
+builds an L x L grid, and the figures describe exactly what the generated module computes.
+`order` measures totals at a few lengths against the growth laws `growth` reads off the spec.
 
 Mixtures. `joint`: one softmax, so D_i is the union of the plans' direct sets (each key once)
 plus every plan's units. `average`: each plan is its own softmax; figures are summed over plans
@@ -16,8 +16,7 @@ distinct triple once, times the region's size.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,17 +24,18 @@ from typing import Any
 import sympy
 import torch
 
-from . import ast, ir
-from .boxcount import BoxJob, PerValueCounts, Regions, enumerate_regions, refine_boxes
+from . import ir
 from .errors import LengthError
-from .evaluate import accepts, evaluate, failed_require, let_values
+from .evaluate import accepts, failed_require
 from .growth import Lsym, accepted_length_near, candidate_orders
+from .interpreted import interpreted_spec
 from .limits import MAX_COST_L
-from .runtime.intervals import Tri
-from .runtime.ops import Exact
-from .smt import conjuncts, names, solve_binders
+from .runtime.classify import OutsideRegion, Selection, direct_masks
+from .runtime.plan import _Builder, _or, _SegmentWork, feature_values
+from .runtime.tiling import Order, chunks
 
-CHUNK = 1 << 22  # points per batch when unit pairs are enumerated (at() summaries)
+TILE = 16  # counting does not depend on the tile size; small tiles keep mixed tiles cheap (sparse_fixed: 2.4x less work than 64)
+__all__ = ["CostFigures", "Lsym", "cost_at", "cost_from_layout", "order"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,216 +57,55 @@ class CostFigures:
         return out
 
 
-# ---------------------------------------------------------------- the figures
+# ---------------------------------------------------------------- counting on the planner's tiles
 
 
-def _residual(pattern: ir.Pattern, cond: ast.Expr, solved: dict[str, ast.Expr], L: int) -> Callable[[dict[str, Any], Any], Any]:
-    """`cond` without the equalities that solved binders (true by substitution, and loose on boxes)."""
-    rest = []
-    for c in conjuncts(cond):
-        if isinstance(c, ast.Compare) and c.ops == ("==",):
-            a, b = c.operands
-            if (isinstance(a, ast.Name) and solved.get(a.id) == b) or (isinstance(b, ast.Name) and solved.get(b.id) == a):
-                continue
-        rest.append(c)
-    return lambda e, dom: dom.and_(True, *[evaluate(pattern, c, e, L, dom) for c in rest])
+def _per_query(order: Order, per_slot: torch.Tensor, L: int) -> torch.Tensor:
+    """Per-slot counts [n_tiles, T] of one tile order as per-query counts [L]."""
+    slots = order.slots
+    real = slots >= 0
+    return torch.zeros(L, dtype=torch.int64).index_add_(0, slots[real], per_slot.flatten()[real])
 
 
-def _span(part: ir.Partition, regions: Regions, free: list[str]) -> tuple[tuple[str, int, int], ...]:
-    cols = regions.cols
-    return tuple((b, int(cols[:, part.binder_names.index(b)].min()), int(cols[:, part.binder_names.index(b)].max())) for b in free) if len(cols) else ()
+def _direct(b: _Builder, seg: _SegmentWork) -> torch.Tensor:
+    """Direct keys per query slot: full tile pairs in closed form, mixed ones from their exact masks."""
+    assert seg.q is not None and seg.k is not None and seg.pairs is not None
+    q, k = seg.q, seg.k
+    out = torch.zeros(q.n_tiles, q.tile, dtype=torch.int64)
+    if not seg.directs:
+        return out
+    cq, ck, full = seg.pairs
+    real_q = q.tiles() >= 0
+    keys_in = (k.tiles() >= 0).sum(1)
+    per_tile = torch.zeros(q.n_tiles, dtype=torch.int64).index_add_(0, cq[full], keys_in[ck[full]])
+    out += per_tile[:, None] * real_q
+    mixed = (~full).nonzero().flatten()
+    pred = _or([d.pred for d in seg.directs])
+    for a, z in chunks(mixed.numel(), q.tile * k.tile * 4):
+        at = mixed[a:z]
+        masks = direct_masks(pred, q, k, cq[at], ck[at], torch.zeros(at.numel(), dtype=torch.bool), b.values, b.env)
+        out.index_add_(0, cq[at], masks.sum(2))
+    return out
 
 
-def _disjuncts(e: ast.Expr) -> list[ast.Expr]:
-    if isinstance(e, ast.BoolOp) and e.op == "or":
-        return [d for x in e.operands for d in _disjuncts(x)]
-    return [e]
+def _units(order: Order, sel: Selection) -> torch.Tensor:
+    """Selected units per query slot."""
+    out = torch.zeros(order.n_tiles, order.tile, dtype=torch.int64)
+    out += torch.bincount(sel.full_tile, minlength=order.n_tiles)[:, None] * (order.tiles() >= 0)
+    out.index_add_(0, sel.col_tile, sel.col_mask.long())
+    out.index_put_((sel.cell_tile, sel.cell_slot), torch.ones_like(sel.cell_tile), accumulate=True)
+    return out
 
 
-def _key_form(pattern: ir.Pattern, L: int, env: dict[str, Any], cond: ast.Expr) -> tuple[ast.Expr, ast.Expr, list[ast.Expr]] | None:
-    """A conjunct fixing the key: `j == e` gives j = e; `j % m == e` (m > 0 a constant) gives
-    j = m * t + e over a new dimension t. Returns (j as an expression, guard, other conjuncts)."""
-    parts = conjuncts(cond)
-    for k, c in enumerate(parts):
-        if not (isinstance(c, ast.Compare) and c.ops == ("==",)):
-            continue
-        for a, e in (c.operands, c.operands[::-1]):
-            if "j" in names(e):
-                continue
-            rest = parts[:k] + parts[k + 1 :]
-            if a == ast.Name("j"):
-                return e, ast.BoolLit(True), rest
-            if isinstance(a, ast.Binary) and a.op == "%" and a.left == ast.Name("j") and not names(a.right) - {"L", *env}:
-                m = a.right
-                if evaluate(pattern, m, env, L) > 0:
-                    guard = ast.Compare(("<=", "<"), (ast.IntLit(0), e, m))
-                    return ast.Binary("+", ast.Binary("*", m, ast.Name("@t")), e), guard, rest
-    return None
-
-
-def _count_term(pattern: ir.Pattern, L: int, env: dict[str, Any], cond: ast.Expr) -> torch.Tensor:
-    """|{j in Γ_i : cond}| per query i."""
-    acc = PerValueCounts(L)
-    form = _key_form(pattern, L, env, cond)
-    if form is not None:  # one key per (i, t): count the (i, t) that land in Γ_i
-        key, guard, rest = form
-        dims = (("i", 0, L - 1),) + ((("@t", 0, L - 1),) if "@t" in names(key) else ())
-
-        def keyed(e: dict[str, Any], dom: Any) -> Any:
-            inside = [dom.le(0, e["j"]), dom.lt(e["j"], dom.add(e["i"], 1) if pattern.causal else L)]
-            return dom.and_(*inside, *[evaluate(pattern, c, e, L, dom) for c in (guard, *rest)])
-
-        job = BoxJob(pattern, L, env, dims, keyed, {"j": key})
-        width = (lambda bx: bx["@t"][1] - bx["@t"][0] + 1) if len(dims) > 1 else (lambda bx: torch.ones(1, dtype=torch.int64))
-        refine_boxes(job, lambda bx, a, b: acc.ranges(bx["i"][0], bx["i"][1], width(bx)), lambda pts, r, _: acc.points(pts["i"]))
-        return acc.values()
-
-    def pred(e: dict[str, Any], dom: Any) -> Any:
-        d = evaluate(pattern, cond, e, L, dom)
-        if not pattern.causal:
-            return d
-        if dom is Exact:
-            return dom.and_(dom.le(e["j"], e["i"]), d)
-        t = Tri.of(d)  # boxes wholly above the diagonal are empty; the rest is counted in closed form
-        return Tri(t.can_true & (e["j"].lo <= e["i"].hi), t.can_false)
-
-    def box(bx: dict[str, torch.Tensor], a: Any, b: Any) -> None:
-        (i0, i1), (j0, j1) = bx["i"], bx["j"]
-        if not pattern.causal:
-            acc.ranges(i0, i1, j1 - j0 + 1)
-            return
-        acc.ranges(torch.maximum(i0, j0), torch.minimum(i1, j1), 1 - j0, torch.ones_like(j0))  # i - j0 + 1
-        acc.ranges(torch.maximum(i0, j1 + 1), i1, j1 - j0 + 1)
-
-    refine_boxes(BoxJob(pattern, L, env, (("i", 0, L - 1), ("j", 0, L - 1)), pred, {}), box, lambda pts, r, _: acc.points(pts["i"]))
-    return acc.values()
-
-
-def _direct_counts(pattern: ir.Pattern, L: int, env: dict[str, Any], plans: tuple[ir.Plan, ...]) -> torch.Tensor:
-    """|D_i| per query; several plans give the union of their direct sets.
-
-    A disjunction with a term that fixes the key (`j % w == i % w`) is counted by
-    inclusion-exclusion, each term on its own dimensions. Causal Γ (j <= i) is not refined on:
-    a box true for `direct` is counted in closed form (row i holds min(i, j1) - j0 + 1 keys).
-    """
-    terms = [t for p in plans for t in _disjuncts(p.direct)]
-    if not 1 < len(terms) <= 4 or not any(_key_form(pattern, L, env, t) for t in terms):
-        return _count_term(pattern, L, env, ast.BoolOp("or", tuple(terms)) if len(terms) > 1 else terms[0])
-    total = torch.zeros(L, dtype=torch.int64)
-    for k in range(1, len(terms) + 1):
-        for subset in itertools.combinations(terms, k):
-            total += (-1) ** (k + 1) * _count_term(pattern, L, env, ast.BoolOp("and", subset) if k > 1 else subset[0])
-    return total
-
-
-def _in_range(pattern: ir.Pattern, part: ir.Partition, e: dict[str, Any], L: int, dom: Any) -> Any:
-    return dom.and_(
-        *[dom.and_(dom.le(evaluate(pattern, b.lo, e, L, dom), e[b.name]), dom.lt(e[b.name], evaluate(pattern, b.hi, e, L, dom))) for b in part.binders]
-    )
-
-
-def _partition(pattern: ir.Pattern, L: int, env: dict[str, Any], part: ir.Partition) -> tuple[torch.Tensor, int]:
-    """(units per query, summary pairs) of one partition with a written `select`."""
-    assert part.select is not None
-    select = part.select
-    regions = enumerate_regions(pattern, part, env, L)
-    R = regions.cols.shape[0]
-    if R == 0:
-        return torch.zeros(L, dtype=torch.int64), 0
-    # region sizes, from the keys: binders fixed by `member` are computed from j
-    solved = solve_binders([part.member], part.binder_names)
-    free = [b for b in part.binder_names if b not in solved]
-    sizes = PerValueCounts(R)
-    member = _residual(pattern, part.member, solved, L)
-    job = BoxJob(
-        pattern,
-        L,
-        env,
-        (("j", 0, L - 1), *_span(part, regions, free)),
-        lambda e, dom: dom.and_(_in_range(pattern, part, e, L, dom), member(e, dom)),
-        solved,
-        part,
-        regions,
-    )
-    refine_boxes(job, lambda box, a, b: sizes.ranges(a, b, box["j"][1] - box["j"][0] + 1), lambda pts, r, _: sizes.points(r))
-    size = sizes.values()
-    nonempty = size > 0
-    cum = torch.nn.functional.pad(torch.cumsum(nonempty.long(), 0), (1, 0))
-    # selection, from the queries: binders fixed by `select` are computed from i
-    solved = solve_binders([select], part.binder_names)
-    free = [b for b in part.binder_names if b not in solved]
-    chosen_by = _residual(pattern, select, solved, L)
-    job = BoxJob(
-        pattern,
-        L,
-        env,
-        (("i", 0, L - 1), *_span(part, regions, free)),
-        lambda e, dom: dom.and_(_in_range(pattern, part, e, L, dom), chosen_by(e, dom)),
-        solved,
-        part,
-        regions,
-    )
-    per_i, chosen = PerValueCounts(L), PerValueCounts(R)
-    if not part.has_at:
-
-        def box(bx: dict[str, torch.Tensor], a: torch.Tensor | None, b: torch.Tensor | None) -> None:
-            assert a is not None and b is not None
-            per_i.ranges(bx["i"][0], bx["i"][1], cum[b + 1] - cum[a])
-            chosen.ranges(a, b, bx["i"][1] - bx["i"][0] + 1)
-
-        def points(pts: dict[str, torch.Tensor], r: torch.Tensor | None, _: Any) -> None:
-            assert r is not None
-            per_i.points(pts["i"][nonempty[r]])
-            chosen.points(r[nonempty[r]])
-
-        refine_boxes(job, box, points)
-        return per_i.values(), int(size[(chosen.values() > 0) & nonempty].sum())
-    units: list[torch.Tensor] = []
-
-    def at_points(pts: dict[str, torch.Tensor], r: torch.Tensor | None, _: Any) -> None:
-        assert r is not None
-        i, r = pts["i"][nonempty[r]], r[nonempty[r]]
-        per_i.points(i)
-        scope = {**env, "i": i, **{n: regions.cols[r, k] for k, n in enumerate(part.binder_names)}}
-        pos = [
-            torch.as_tensor(evaluate(pattern, s.position, scope, L), dtype=torch.int64).expand(len(i)) if s.position is not None else torch.full_like(i, -1)
-            for s in (part.query, part.key)
-        ]
-        units.append(_unique_rows(torch.stack([r, *pos], 1)))
-        if sum(len(u) for u in units) > CHUNK:
-            units[:] = [_unique_rows(torch.cat(units))]
-
-    def at_box(bx: dict[str, torch.Tensor], a: torch.Tensor | None, b: torch.Tensor | None) -> None:
-        assert a is not None and b is not None
-        wr = b - a + 1
-        n = (bx["i"][1] - bx["i"][0] + 1) * wr
-        end = torch.cumsum(n, 0)
-        for p0 in range(0, int(end[-1]), CHUNK):  # every (i, region) pair of the boxes, CHUNK at a time
-            p = torch.arange(p0, min(p0 + CHUNK, int(end[-1])))
-            box = torch.searchsorted(end, p, right=True)
-            k = p - (end - n)[box]
-            at_points({"i": bx["i"][0][box] + k // wr[box]}, a[box] + k % wr[box], None)
-
-    refine_boxes(job, at_box, at_points)
-    distinct = _unique_rows(torch.cat(units)) if units else torch.zeros(0, 3, dtype=torch.int64)
-    return per_i.values(), int(size[distinct[:, 0]].sum())
-
-
-def _unique_rows(rows: torch.Tensor) -> torch.Tensor:
-    """Distinct rows of an int64 [n, 3] tensor (one packed key per row when it fits: much faster)."""
-    if len(rows) == 0:
-        return rows
-    lo = rows.min(0).values
-    span = [int(x) for x in rows.max(0).values - lo + 1]
-    if span[0] * span[1] * span[2] >= 1 << 62:
-        return torch.unique(rows, dim=0)
-    x = rows - lo
-    key = torch.unique((x[:, 0] * span[1] + x[:, 1]) * span[2] + x[:, 2])
-    return torch.stack([key // (span[1] * span[2]), key // span[2] % span[1], key % span[2]], 1) + lo
-
-
-def _dense_pairs(pattern: ir.Pattern, L: int) -> int:
-    return L * (L + 1) // 2 if pattern.causal else L * L
+def _summary_pairs(b: _Builder, state: Any, sel: Selection) -> int:
+    """Distinct units times their region's size (unit keys pack the region first)."""
+    keys = sel.keys()
+    if state.query_at is not None or state.key_at is not None:
+        keys = torch.unique(keys)  # several units per region
+    region = torch.div(keys, (b.L + 1) ** 2, rounding_mode="floor")
+    seen = torch.zeros(state.members.sizes.numel(), dtype=torch.bool)
+    seen[region] = True  # pooled: one unit per selected region
+    return int(state.members.sizes[seen].sum()) if state.query_at is None and state.key_at is None else int(state.members.sizes[region].sum())
 
 
 @contextmanager
@@ -292,24 +131,37 @@ def _cost_at(pattern: ir.Pattern, L: int, d: int) -> CostFigures:
     bad = failed_require(pattern, L)
     if bad is not None or not accepts(pattern, L):
         raise LengthError(f"L = {L} is rejected by the spec's requires")
-    if any(part.select is None for _, part in pattern.partitions):
-        return cost_from_layout(pattern, L, d)
-    env: dict[str, Any] = dict(let_values(pattern, L))
-    rows: list[torch.Tensor] = []  # per softmax: logits per query
-    direct_total = region_total = summary_total = 0
-    groups = [pattern.plans] if pattern.mix == "joint" else [(p,) for p in pattern.plans]
-    for plans in groups:
-        direct = _direct_counts(pattern, L, env, plans)
+    spec = interpreted_spec(pattern)
+    env = spec.lets(None, L)
+    values = feature_values(spec, env, L)
+    direct_total = region_total = summary_total = widest = 0
+    for sm in spec.softmaxes:
+        b = _Builder(spec, sm, env, values, L, (TILE,), counting=True)
+        try:
+            states = [b.partition_state(p) for p in sm.partitions]
+            work = b.segments(states)
+        except OutsideRegion:
+            return cost_from_layout(pattern, L, d)  # C3 fails: units at positions outside [0, L) are counted on the grid
+        except ValueError as err:
+            if "nested or disjoint" not in str(err):
+                raise
+            return cost_from_layout(pattern, L, d)  # derived selection the forest cannot walk
+        direct = torch.zeros(L, dtype=torch.int64)
         units = torch.zeros(L, dtype=torch.int64)
-        for plan in plans:
-            for part in plan.partitions:
-                per_i, summary = _partition(pattern, L, env, part)
-                units += per_i
-                summary_total += summary
+        for seg in work:
+            assert seg.q is not None and seg.selections is not None
+            direct += _per_query(seg.q, _direct(b, seg), L)
+            for n, sel in zip(seg.parts, seg.selections, strict=True):
+                units += _per_query(seg.q, _units(seg.q, sel), L)
+                summary_total += _summary_pairs(b, states[n], sel)
         direct_total += int(direct.sum())
         region_total += int(units.sum())
-        rows.append(direct + units)
-    return _figures(pattern, L, d, direct_total, region_total, summary_total, max(int(r.max()) for r in rows) if L else 0)
+        widest = max(widest, int((direct + units).max()) if L else 0)
+    return _figures(pattern, L, d, direct_total, region_total, summary_total, widest)
+
+
+def _dense_pairs(pattern: ir.Pattern, L: int) -> int:
+    return L * (L + 1) // 2 if pattern.causal else L * L
 
 
 def _figures(pattern: ir.Pattern, L: int, d: int, direct: int, region: int, summary: int, widest: int) -> CostFigures:

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
+
 from . import ast, ir, operators
+from .astutil import names
 from .errors import SpecEvaluationError, located
 from .limits import MAX_REGIONS
 from .runtime.ops import DomainError, Exact
+from .runtime.tiling import Binder, Enumeration, TooManyTuples
 
 
 class _Failure(Exception):
@@ -75,51 +79,45 @@ def failed_require(pattern: ir.Pattern, L: int) -> ast.Expr | None:
     env: dict[str, int | bool] = {"L": L}
     undefined: dict[str, SpecEvaluationError] = {}
     for let in pattern.lets:
-        if _names(let.value) & undefined.keys():
-            undefined[let.name] = undefined[next(iter(_names(let.value) & undefined.keys()))]
+        if names(let.value) & undefined.keys():
+            undefined[let.name] = undefined[next(iter(names(let.value) & undefined.keys()))]
             continue
         try:
             env[let.name] = evaluate(pattern, let.value, env, L)
         except SpecEvaluationError as err:
             undefined[let.name] = err
     for cond in pattern.requires:
-        if not (_names(cond) & undefined.keys()) and not evaluate(pattern, cond, env, L):
+        if not (names(cond) & undefined.keys()) and not evaluate(pattern, cond, env, L):
             return cond
     if undefined:
         raise next(iter(undefined.values()))
     return None
 
 
-def _names(e: ast.Expr) -> set[str]:
-    if isinstance(e, ast.Name):
-        return {e.id}
-    out: set[str] = set()
-    for child in (getattr(e, f) for f in getattr(e, "__slots__", ())):
-        for c in child if isinstance(child, tuple) else (child,):
-            if isinstance(c, ast.Expr):
-                out |= _names(c)
-    return out
-
-
 def accepts(pattern: ir.Pattern, L: int) -> bool:
     return failed_require(pattern, L) is None
 
 
-def binder_tuples(pattern: ir.Pattern, part: ir.Partition, env: Mapping[str, Any], L: int, limit: int = MAX_REGIONS, why: str = "") -> list[tuple[int, ...]]:
-    """Every binder tuple of a partition at one length (bounds may use earlier binders); more than
-    `limit` tuples is an error located at the binder, raised before they are built."""
-    tuples: list[tuple[int, ...]] = [()]
-    for k, b in enumerate(part.binders):
-        grown: list[tuple[int, ...]] = []
-        for t in tuples:
-            scope = {**env, **dict(zip(part.binder_names[:k], t, strict=True))}
-            lo = evaluate(pattern, b.lo, scope, L)
-            hi = evaluate(pattern, b.hi, scope, L)
-            if len(grown) + max(0, hi - lo) > limit:
-                raise too_many_regions(pattern, part, b, L, limit, why)
-            grown.extend((*t, v) for v in range(lo, hi))
-        tuples = grown
-    return tuples
+def compiled(pattern: ir.Pattern, e: ast.Expr, L: int) -> Callable[[Any, Mapping[str, Any]], Any]:
+    """`e` as a function `fn(d, env)` of a domain and an env, like a rendered one (errors located)."""
+    return lambda dom, env: evaluate(pattern, e, env, L, dom)
+
+
+def enumeration(pattern: ir.Pattern, part: ir.Partition, env: Mapping[str, Any], L: int, limit: int = MAX_REGIONS, why: str = "") -> Enumeration:
+    """Every binder tuple of a partition at one length (bounds may use earlier binders): the
+    runtime's enumeration, driven by the interpreter. More than `limit` tuples is an error located
+    at the binder that passes it, raised before they are built."""
+    binders = tuple(Binder(b.name, compiled(pattern, b.lo, L), compiled(pattern, b.hi, L)) for b in part.binders)
+    try:
+        return Enumeration(binders, env, limit)
+    except TooManyTuples as err:
+        raise too_many_regions(pattern, part, part.binders[err.binder], L, limit, why) from None
+
+
+def binder_table(pattern: ir.Pattern, part: ir.Partition, env: Mapping[str, Any], L: int, limit: int = MAX_REGIONS, why: str = "") -> torch.Tensor:
+    """The binder tuples of `enumeration` as an int64 [R, binders] table, in lexicographic order."""
+    en = enumeration(pattern, part, env, L, limit, why)
+    return torch.stack([en.values[n] for n in part.binder_names], 1) if part.binders else torch.zeros(en.count, 0, dtype=torch.int64)
 
 
 def too_many_regions(pattern: ir.Pattern, part: ir.Partition, b: ir.Binder, L: int, limit: int = MAX_REGIONS, why: str = "") -> SpecEvaluationError:

@@ -62,7 +62,9 @@ class Partition:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class PlanDef:
+    """One `plan` of a pattern (the only one, "main", without plan blocks): a direct set and partitions."""
+
     name: str  # "main" for a single-plan pattern
     direct: Expr
     partitions: tuple[Partition, ...]
@@ -82,13 +84,13 @@ class Pattern:
     causal: bool
     lets: tuple[Let, ...]
     requires: tuple[Expr, ...]
-    plans: tuple[Plan, ...]
+    plans: tuple[PlanDef, ...]
     mix: Mix | None  # None for one plan
     source: Source = field(compare=False, repr=False)
     span: Span = field(default=NO_SPAN, compare=False)
 
     @property
-    def partitions(self) -> Iterator[tuple[Plan, Partition]]:
+    def partitions(self) -> Iterator[tuple[PlanDef, Partition]]:
         for plan in self.plans:
             for part in plan.partitions:
                 yield plan, part

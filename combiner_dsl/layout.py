@@ -13,7 +13,7 @@ import torch
 
 from . import ir
 from .errors import CoverageError, LengthError
-from .evaluate import binder_tuples, evaluate, let_values
+from .evaluate import binder_table, evaluate, let_values
 from .limits import MAX_DENSE_CELLS, MAX_DENSE_L, MAX_REGIONS
 from .verdict import Witness
 
@@ -36,7 +36,7 @@ class RegionSet:
 
 @dataclass(frozen=True)
 class PlanLayout:
-    plan: ir.Plan
+    plan: ir.PlanDef
     direct: torch.Tensor  # bool [L, L], already intersected with the allowed set
     regions: tuple[RegionSet, ...]
     derived: tuple[str, ...]  # the derived select rules, in words
@@ -73,9 +73,9 @@ def derived_rule_text(pattern: ir.Pattern, part: ir.Partition, direct_text: str)
 def _regions(layout_env: dict[str, object], pattern: ir.Pattern, part: ir.Partition, L: int, direct: torch.Tensor, allowed: torch.Tensor, direct_text: str) -> tuple[RegionSet, str | None]:
     # the [R, L] grids below (and [R, R] for derived selection) bound R by the dense limit as well
     limit = min(MAX_REGIONS, MAX_DENSE_CELLS // L, math.isqrt(MAX_DENSE_CELLS) if part.select is None else MAX_REGIONS)
-    tuples = binder_tuples(pattern, part, layout_env, L, limit, " for the exhaustive checker")
-    R = len(tuples)
-    cols = torch.tensor(tuples, dtype=torch.int64).reshape(R, len(part.binders))
+    cols = binder_table(pattern, part, layout_env, L, limit, " for the exhaustive checker")
+    R = cols.shape[0]
+    tuples = [tuple(t) for t in cols.tolist()]
     j = torch.arange(L)
     member_env = {**layout_env, "j": j[None, :], **{n: cols[:, k, None] for k, n in enumerate(part.binder_names)}}
     member = _as_grid(evaluate(pattern, part.member, member_env, L), (R, L), torch.bool) if R else torch.zeros(0, L, dtype=torch.bool)

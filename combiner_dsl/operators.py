@@ -121,7 +121,7 @@ def _fold(pick: str) -> SmtRule:
 
 
 def _log2(enc: Any, r: Any, x: Any, ceil: bool) -> Any:
-    p = enc.pow(enc.int(2), r, None)
+    p = enc.pow(enc.const(2), r, None)
     if ceil:
         return enc.and_(r >= 0, x <= p, enc.implies(r >= 1, p < 2 * x))
     return enc.and_(r >= 0, p <= x, x < 2 * p)

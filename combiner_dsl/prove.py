@@ -26,12 +26,14 @@ from typing import Literal
 import z3
 
 from . import ast, ir
+from .analysis import solve
+from .astutil import children, conj, names, substitute
 from .errors import SpecEvaluationError
 from .evaluate import accepts, evaluate, let_values
 from .limits import PROVER_BUDGET_S
 from .ranges import risky_nodes
 from .runtime.ops import MAX_LENGTH
-from .smt import Encoder, _children, names, solve_binders
+from .smt import Encoder
 from .verdict import SEVERITY, CheckName, Witness
 
 BOUND = 4096  # the bounded fallback proves "L <= BOUND"
@@ -118,7 +120,7 @@ class _Query:
     def gamma(self, i: z3.ArithRef, j: z3.ArithRef) -> z3.BoolRef:
         return z3.And(self.pos(i), 0 <= j, j <= i) if self.pattern.causal else z3.And(self.pos(i), self.pos(j))
 
-    def direct(self, plan: ir.Plan, i: z3.ArithRef, j: z3.ArithRef) -> z3.BoolRef:
+    def direct(self, plan: ir.PlanDef, i: z3.ArithRef, j: z3.ArithRef) -> z3.BoolRef:
         return z3.And(self.gamma(i, j), self.enc.term(plan.direct, {**self.env, "i": i, "j": j}))
 
     def binders(self, part: ir.Partition) -> dict[str, z3.ExprRef]:
@@ -160,7 +162,7 @@ class _Query:
 Builder = Callable[[_Query, str, int | None], tuple[z3.BoolRef, bool] | None]
 
 
-def _c0(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
+def _c0(plan: ir.PlanDef) -> Iterator[tuple[str, Builder]]:
     for part in plan.partitions:
 
         def build(q: _Query, mode: str, bound: int | None, part: ir.Partition = part) -> tuple[z3.BoolRef, bool]:
@@ -170,7 +172,7 @@ def _c0(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
         yield part.name, build
 
 
-def _c1(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
+def _c1(plan: ir.PlanDef) -> Iterator[tuple[str, Builder]]:
     parts = plan.partitions
     for part in parts:
 
@@ -192,7 +194,7 @@ def _c1(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
         yield f"{a.name} and {b.name}", build2
 
 
-def _c3(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
+def _c3(plan: ir.PlanDef) -> Iterator[tuple[str, Builder]]:
     for part in plan.partitions:
         for src in (part.query, part.key):
             if src.position is None:
@@ -239,7 +241,7 @@ def _uncovered(q: _Query, part: ir.Partition, i: z3.ArithRef, j: z3.ArithRef, mo
     some binder values (unsat still proves coverage). None: this mode does not apply.
     """
     assert part.select is not None
-    solved = solve_binders([part.select, part.member], part.binder_names)
+    solved = solve(conj([part.select, part.member]), part.binders).as_dict()
     free = [b for b in part.binder_names if b not in solved]
 
     def covered(values: dict[str, z3.ExprRef]) -> z3.BoolRef:
@@ -281,7 +283,7 @@ def _candidates(q: _Query, part: ir.Partition, free: list[str], i: z3.ArithRef, 
         return []
     lo, hi = q.enc.term(binder.lo, q.env), q.enc.term(binder.hi, q.env)
     ends: list[dict[str, z3.ExprRef]] = [{b: lo}, {b: hi - 1}]
-    by_member = solve_binders([part.member], part.binder_names)
+    by_member = solve(part.member, part.binders).as_dict()
     if set(by_member) == set(part.binder_names) - {b}:
 
         def holds_i(x: z3.ArithRef) -> z3.BoolRef:
@@ -319,28 +321,14 @@ def _anchors(e: ast.Expr | None, b: str, binders: set[str]) -> list[ast.Expr]:
         if isinstance(x, ast.Binary) and x.op in ("//", "%") and b in names(x.right) and not (names(x.left) & binders):
             if x.left != ast.Name("i") and x.left not in out:
                 out.append(x.left)
-        stack.extend(_children(x))
+        stack.extend(children(x))
     return out
 
 
 ANCHOR = "$anchor"  # not a spec name: the grammar never produces it
 
 
-def _subst(e: ast.Expr, old: ast.Expr, new: ast.Expr) -> ast.Expr:
-    if e == old:
-        return new
-    if isinstance(e, ast.Neg | ast.Not):
-        return dataclasses.replace(e, operand=_subst(e.operand, old, new))
-    if isinstance(e, ast.Binary):
-        return dataclasses.replace(e, left=_subst(e.left, old, new), right=_subst(e.right, old, new))
-    if isinstance(e, ast.Compare | ast.BoolOp):
-        return dataclasses.replace(e, operands=tuple(_subst(x, old, new) for x in e.operands))
-    if isinstance(e, ast.Call):
-        return dataclasses.replace(e, args=tuple(_subst(x, old, new) for x in e.args))
-    return e
-
-
-def _anchored(q: _Query, plan: ir.Plan) -> tuple[z3.BoolRef, bool] | None:
+def _anchored(q: _Query, plan: ir.PlanDef) -> tuple[z3.BoolRef, bool] | None:
     """C2 through the one anchor `A` the selects decompose (see `_anchors`), in two halves.
 
     (1) every key i may see and does not see directly lies below A, and A < L; (2) for a free
@@ -351,7 +339,7 @@ def _anchored(q: _Query, plan: ir.Plan) -> tuple[z3.BoolRef, bool] | None:
     found: list[ast.Expr] = []
     for part in plan.partitions:
         assert part.select is not None
-        free = [b for b in part.binder_names if b not in solve_binders([part.select, part.member], part.binder_names)]
+        free = [b for b in part.binder_names if b not in solve(conj([part.select, part.member]), part.binders).as_dict()]
         found += [a for b in free for a in _anchors(part.select, b, set(part.binder_names)) if a not in found]
     if len(found) != 1:
         return None
@@ -361,17 +349,17 @@ def _anchored(q: _Query, plan: ir.Plan) -> tuple[z3.BoolRef, bool] | None:
     outside = z3.And(q.gamma(i, j), z3.Not(q.enc.term(plan.direct, env)))
     below = z3.Or(z3.Not(outside), z3.And(j < anchor, anchor < q.L))
     q.env[ANCHOR] = a
-    generic = [dataclasses.replace(p, select=_subst(p.select, found[0], ast.Name(ANCHOR))) for p in plan.partitions]  # type: ignore[arg-type]
+    generic = [dataclasses.replace(p, select=substitute(p.select, {found[0]: ast.Name(ANCHOR)})) for p in plan.partitions]  # type: ignore[arg-type]
     rest = [_uncovered(q, p, i, j, "instances", None) for p in generic]
     uncovered = z3.And(q.pos(i), 0 <= j, j < a, a < q.L, *(r[0] for r in rest if r is not None))
     return z3.Or(z3.Not(below), uncovered), False
 
 
-def _c2_formula(q: _Query, plan: ir.Plan, mode: str, bound: int | None) -> tuple[z3.BoolRef, bool] | None:
+def _c2_formula(q: _Query, plan: ir.PlanDef, mode: str, bound: int | None) -> tuple[z3.BoolRef, bool] | None:
     assert all(part.select is not None for part in plan.partitions)
     if mode == "anchored":
         return _anchored(q, plan)
-    if mode == "forall" and all(solve_binders([part.select, part.member], part.binder_names).keys() == set(part.binder_names) for part in plan.partitions):  # type: ignore[list-item]
+    if mode == "forall" and all(solve(conj([part.select, part.member]), part.binders).as_dict().keys() == set(part.binder_names) for part in plan.partitions):  # type: ignore[list-item]
         return None  # nothing is quantified: the same query as "instances"
     i, j = q.var("i"), q.var("j")
     parts, exact = [], True
@@ -391,7 +379,7 @@ def _c2_formula(q: _Query, plan: ir.Plan, mode: str, bound: int | None) -> tuple
 CHECKS = SEVERITY
 
 
-def _c2(plan: ir.Plan) -> Iterator[tuple[str, Builder]]:
+def _c2(plan: ir.PlanDef) -> Iterator[tuple[str, Builder]]:
     yield "every partition", lambda q, mode, bound: _c2_formula(q, plan, mode, bound)
 
 
@@ -427,7 +415,7 @@ def _accepted(pattern: ir.Pattern, L: int) -> bool:
         return True  # undefined there: the replay reports it
 
 
-def _settle(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, what: str, build: Builder, timeout_s: float, bound: int) -> CheckResult:
+def _settle(pattern: ir.Pattern, plan: ir.PlanDef, check: CheckName, what: str, build: Builder, timeout_s: float, bound: int) -> CheckResult:
     """One violation formula: unbounded attempts first, then the bounded ones."""
     notes: list[str] = []
     first = "instances" if check == "C2" else "exists"
@@ -464,7 +452,7 @@ def _settle(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, what: str, bui
     return CheckResult(plan.name, check, "unknown", note="; ".join(notes))
 
 
-def _check(pattern: ir.Pattern, plan: ir.Plan, check: CheckName, timeout_s: float, bound: int) -> CheckResult:
+def _check(pattern: ir.Pattern, plan: ir.PlanDef, check: CheckName, timeout_s: float, bound: int) -> CheckResult:
     gen = {"C0": _c0, "C1": _c1, "C2": _c2, "C3": _c3}[check]
     results = [_settle(pattern, plan, check, what, build, timeout_s, bound) for what, build in gen(plan)]
     for r in results:
@@ -536,7 +524,7 @@ def prove(pattern: ir.Pattern, timeout_s: float = 5.0, bound: int = BOUND, budge
 def _prove(pattern: ir.Pattern, timeout_s: float, bound: int, budget_s: float) -> ProofOutcome:
     start = time.perf_counter()
 
-    def done(status: str, scope: str | None, witness: Witness | None, reason: str | None, results: list[CheckResult]) -> ProofOutcome:
+    def done(status: ProofStatus, scope: str | None, witness: Witness | None, reason: str | None, results: list[CheckResult]) -> ProofOutcome:
         if status == "unknown" and time.perf_counter() >= _DEADLINE.get():
             reason = f"the prover's time budget ({budget_s:g} s for all queries) was spent; {reason}"
         return ProofOutcome(status, scope, witness, reason, time.perf_counter() - start, tuple(results))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from . import ast, ir, operators
 from .errors import Diagnostic, SpecSemanticError
@@ -94,10 +95,10 @@ class _Checker:
                 for x in e.args:
                     self._type(x, scope)
                 return None
-            op = functions[e.func]
+            fn = functions[e.func]
             n = len(e.args)
-            if not op.accepts(n):
-                self.error(e.span, f"`{e.func}` takes {op.arity_text()} argument{'s' if op.arity != (1, 1) else ''}, found {n}")
+            if not fn.accepts(n):
+                self.error(e.span, f"`{e.func}` takes {fn.arity_text()} argument{'s' if fn.arity != (1, 1) else ''}, found {n}")
             for x in e.args:
                 self.expr(x, scope, INT)
             return INT
@@ -157,8 +158,8 @@ def analyze(decl: ast.PatternDecl, source: Source) -> ir.Pattern:
             ck.expr(it.condition, scope, BOOL)
             requires.append(it.condition)
 
-    plans: list[ir.Plan] = []
-    mix: str | None = None
+    plans: list[ir.PlanDef] = []
+    mix: ir.Mix | None = None
     if plan_blocks:
         for it in top_level:
             ck.error(it.span, f"`{'direct' if isinstance(it, ast.Direct) else 'partition'}` outside a plan", "with `plan` blocks, every direct and partition goes inside one")
@@ -175,12 +176,12 @@ def analyze(decl: ast.PatternDecl, source: Source) -> ir.Pattern:
             ck.error(m.span, "`mix` without plans", "mix combines two or more `plan` blocks")
         plans.append(_plan(ck, "main", tuple(top_level), decl.span, decl.name_span, taken))
     if mixes:
-        for extra in mixes[1:]:
-            ck.error(extra.span, "a second `mix` line")
+        for again in mixes[1:]:
+            ck.error(again.span, "a second `mix` line")
         kind = mixes[0].kind
         if kind not in ir.MIXES:
             ck.error(mixes[0].span, f"unknown mix `{kind}`", "expected joint or average")
-        mix = kind
+        mix = cast(ir.Mix, kind)  # checked just above: a wrong one is an error
 
     if ck.errors:
         unique = tuple(dict.fromkeys(ck.errors))  # one summary line can be both query and key
@@ -189,7 +190,7 @@ def analyze(decl: ast.PatternDecl, source: Source) -> ir.Pattern:
     return ir.Pattern(decl.name, modes[0].causal, tuple(lets), tuple(requires), tuple(plans), mix if plan_blocks else None, source, span=decl.span)
 
 
-def _plan(ck: _Checker, name: str, items: tuple[ast.Direct | ast.Partition, ...], span: Span, name_span: Span, taken: dict[str, str]) -> ir.Plan:
+def _plan(ck: _Checker, name: str, items: tuple[ast.Direct | ast.Partition, ...], span: Span, name_span: Span, taken: dict[str, str]) -> ir.PlanDef:
     directs = [it for it in items if isinstance(it, ast.Direct)]
     where = "the pattern" if name == "main" else f"plan `{name}`"
     if not directs:
@@ -201,7 +202,7 @@ def _plan(ck: _Checker, name: str, items: tuple[ast.Direct | ast.Partition, ...]
         ck.expr(d.condition, direct_scope, BOOL)
     parts = [_partition(ck, p, taken) for p in items if isinstance(p, ast.Partition)]
     direct = directs[0].condition if directs else ast.BoolLit(False)
-    return ir.Plan(name, direct, tuple(p for p in parts if p is not None), span=span)
+    return ir.PlanDef(name, direct, tuple(p for p in parts if p is not None), span=span)
 
 
 def _partition(ck: _Checker, p: ast.Partition, taken: dict[str, str]) -> ir.Partition | None:

@@ -237,7 +237,7 @@ class Encoder:
 
     # ------------------------------------------------------------ helpers for the registry's z3 rules
     @staticmethod
-    def int(v: int) -> z3.ArithRef:
+    def const(v: int) -> z3.ArithRef:
         return z3.IntVal(v)
 
     @staticmethod
@@ -332,64 +332,3 @@ class Encoder:
         v = self.fresh(name, value.sort())
         self._define(v == value)
         return v
-
-
-def conjuncts(e: ast.Expr) -> list[ast.Expr]:
-    """Top-level conjuncts: `a and b` and comparison chains `a < b <= c` are split."""
-    if isinstance(e, ast.BoolOp) and e.op == "and":
-        return [c for x in e.operands for c in conjuncts(x)]
-    if isinstance(e, ast.Compare) and len(e.ops) > 1:
-        return [ast.Compare((op,), (e.operands[k], e.operands[k + 1]), span=e.span) for k, op in enumerate(e.ops)]
-    return [e]
-
-
-def names(e: ast.Expr) -> set[str]:
-    """Every name `e` refers to."""
-    if isinstance(e, ast.Name):
-        return {e.id}
-    out: set[str] = set()
-    for child in _children(e):
-        out |= names(child)
-    return out
-
-
-def _children(e: ast.Expr) -> tuple[ast.Expr, ...]:
-    if isinstance(e, ast.Neg | ast.Not):
-        return (e.operand,)
-    if isinstance(e, ast.Binary):
-        return (e.left, e.right)
-    if isinstance(e, ast.Compare | ast.BoolOp):
-        return e.operands
-    if isinstance(e, ast.Call):
-        return e.args
-    return ()
-
-
-def solve_binders(conds: list[ast.Expr], binders: tuple[str, ...]) -> dict[str, ast.Expr]:
-    """Binders fixed by a top-level equality `b == e` among `conds`, as b -> e (acyclic).
-
-    Used to eliminate the quantifier over regions: when the conjunction entails b == e, the
-    only candidate value for b is e.
-    """
-    solved: dict[str, ast.Expr] = {}
-
-    def deps(name: str, seen: frozenset[str] = frozenset()) -> set[str]:
-        if name not in solved or name in seen:
-            return {name}
-        return {d for n in names(solved[name]) & set(binders) for d in deps(n, seen | {name})}
-
-    changed = True
-    while changed:
-        changed = False
-        for c in (c for x in conds for c in conjuncts(x)):
-            if not (isinstance(c, ast.Compare) and c.ops == ("==",)):
-                continue
-            for lhs, rhs in (c.operands, c.operands[::-1]):
-                if not (isinstance(lhs, ast.Name) and lhs.id in binders and lhs.id not in solved):
-                    continue
-                used = {d for n in names(rhs) & set(binders) for d in deps(n)}
-                if lhs.id not in used and lhs.id not in names(rhs):
-                    solved[lhs.id] = rhs
-                    changed = True
-                    break
-    return solved

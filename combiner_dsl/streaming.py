@@ -199,7 +199,7 @@ class _TwoLengths:
             env[let.name] = self.enc.constant(let.name, self.enc.term(let.value, env))
         return env
 
-    def direct(self, plan: ir.Plan, env: dict[str, z3.ExprRef], i: z3.ArithRef, j: z3.ArithRef) -> z3.BoolRef:
+    def direct(self, plan: ir.PlanDef, env: dict[str, z3.ExprRef], i: z3.ArithRef, j: z3.ArithRef) -> z3.BoolRef:
         seen = z3.And(0 <= j, j <= i) if self.pattern.causal else z3.And(0 <= j, j < env["L"])
         return z3.And(seen, self.enc.term(plan.direct, {**env, "i": i, "j": j}))
 
@@ -213,7 +213,7 @@ class _TwoLengths:
         pos = [self.enc.term(s.position, {**e, "i": i}) for s in (part.query, part.key) if s.position is not None]
         return sel, mem, pos
 
-    def violations(self, plan: ir.Plan, i: z3.ArithRef, j: z3.ArithRef) -> list[tuple[str, z3.BoolRef]]:
+    def violations(self, plan: ir.PlanDef, i: z3.ArithRef, j: z3.ArithRef) -> list[tuple[str, z3.BoolRef]]:
         e1, e2 = self.envs
         out = [("direct", self.direct(plan, e1, i, j) != self.direct(plan, e2, i, j))]
         for part in plan.partitions:

@@ -92,7 +92,7 @@ def brute_check(pattern: ir.Pattern, L: int) -> tuple[str, int, int | None] | No
     return min((f for f in found if f is not None), key=lambda f: (f[0], f[1], f[2] if f[2] is not None else -1), default=None)
 
 
-def _selection(pattern: ir.Pattern, plan: ir.Plan, env: dict[str, Any], L: int, gamma: list[set[int]]) -> Any:
+def _selection(pattern: ir.Pattern, plan: ir.PlanDef, env: dict[str, Any], L: int, gamma: list[set[int]]) -> Any:
     direct = [{j for j in gamma[i] if ev(plan.direct, {**env, "i": i, "j": j})} for i in range(L)]
     chosen: list[list[tuple[ir.Partition, tuple[int, ...], frozenset[int]]]] = [[] for _ in range(L)]
     for part in plan.partitions:
@@ -138,3 +138,28 @@ def _violation(code: str, env: dict[str, Any], L: int, i: int, gamma: set[int], 
                 if p not in m:
                     return p
     return None
+
+
+def brute_cost(pattern: ir.Pattern, L: int) -> dict[str, int]:
+    """The pair counts of contract.md, by enumeration: direct keys, selected units and their region sizes."""
+    env: dict[str, Any] = {"L": L}
+    for let in pattern.lets:
+        env[let.name] = ev(let.value, env)
+    gamma = [set(range(i + 1)) if pattern.causal else set(range(L)) for i in range(L)]
+    built = [_selection(pattern, plan, env, L, gamma) for plan in pattern.plans]
+    groups = [built] if pattern.mix == "joint" else [[b] for b in built]
+    out = {"direct_pairs": 0, "region_pairs": 0, "summary_pairs": 0, "logits_max": 0}
+    for group in groups:
+        units: dict[tuple[Any, ...], int] = {}
+        for i in range(L):
+            direct = set().union(*(d[i] for d, _ in group))
+            chosen = [c for _, ch in group for c in ch[i]]
+            out["direct_pairs"] += len(direct)
+            out["region_pairs"] += len(chosen)
+            out["logits_max"] = max(out["logits_max"], len(direct) + len(chosen))
+            for part, t, m in chosen:
+                scope = {**env, **dict(zip(part.binder_names, t, strict=True)), "i": i}
+                at = tuple(None if s.position is None else ev(s.position, scope) for s in (part.query, part.key))
+                units[(part.name, t, at)] = len(m)
+        out["summary_pairs"] += sum(units.values())
+    return out

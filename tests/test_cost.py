@@ -1,5 +1,6 @@
-"""The cost model: exact figures against a dense brute-force count, the mixture conventions, the
-order of every example, and the order checked against exact counts up to L = 2**20."""
+"""The cost model: exact figures against independent counts (plain-Python enumeration at small L,
+the dense layout above), the mixture conventions, the order of every example, and the order
+checked against exact counts up to L = 2**20."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 
 from combiner_dsl import LengthError, ir, load
 from combiner_dsl.cost import CostFigures, Lsym, cost_at, cost_from_layout, order
+
+from .brute_force import brute_cost
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.cmb")) + sorted((ROOT / "examples" / "sparse").glob("*.cmb"))
@@ -32,7 +35,12 @@ ORDERS = {
 
 
 def brute(pattern: ir.Pattern, L: int) -> dict[str, int]:
-    """The figures of contract.md counted on the dense layout (every D_i, region and selection)."""
+    """The figures of contract.md counted independently of the planner: by plain enumeration
+    (tests/brute_force.py) up to L = 64, on the dense layout (every D_i, region and selection) above."""
+    if L <= 64:
+        want = brute_cost(pattern, L)
+        pairs = want["direct_pairs"] + want["region_pairs"] + want["summary_pairs"]
+        return {**want, "flops": 4 * 64 * pairs, "dense_pairs": L * (L + 1) // 2 if pattern.causal else L * L}
     figures = cost_from_layout(pattern, L)
     return {k: getattr(figures, k) for k in ("direct_pairs", "region_pairs", "summary_pairs", "logits_max", "flops", "dense_pairs")}
 
@@ -77,9 +85,16 @@ def test_mixtures_joint_counts_the_shared_direct_keys_once_and_average_sums_the_
     assert_matches(average, L)
 
 
-def test_derived_selection_is_costed_from_the_dense_layout() -> None:
+def test_derived_selection_is_costed_through_the_region_forest() -> None:
     text = (ROOT / "examples" / "combiner_fixed.cmb").read_text().replace("        select: r < i // s\n", "")
-    assert_matches(load(text=text).pattern, 50)
+    derived = load(text=text).pattern
+    for L in (1, 7, 50, 300):
+        assert_matches(derived, L)
+    assert cost_at(derived, 1000) == cost_at(load(ROOT / "examples" / "combiner_fixed.cmb").pattern, 1000)  # it derives r < i // s
+    axial = (ROOT / "examples" / "combiner_axial.cmb").read_text()
+    derived_axial = load(text="\n".join(line for line in axial.splitlines() if "select:" not in line)).pattern
+    for L in (7, 100):
+        assert_matches(derived_axial, L)
 
 
 def test_rejected_lengths() -> None:
@@ -124,6 +139,7 @@ def test_order_holds_up_to_65536(name: str) -> None:
     assert max(ratios) / min(ratios) < 1.3, ratios
 
 
+@pytest.mark.slow
 def test_a_million_keys_in_seconds() -> None:
     s = 1 << 10  # at L = 2**20 combiner_fixed has 1024 blocks of 1024 keys; logsparse 20 levels
     for name, direct, widest in (("combiner_fixed", s * s * (s + 1) // 2, 2 * s - 1), ("combiner_logsparse", 1 << 20, 21)):

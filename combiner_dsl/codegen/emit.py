@@ -7,8 +7,8 @@ and an env `e`, and carries the spec text it came from as a comment.
 from __future__ import annotations
 
 from .. import ast
+from ..analysis import PartitionModel, PatternModel, Solved
 from .render import checked_name, render, source_text
-from .structure import PartitionModel, PatternModel, Solved
 
 
 class _Emitter:

@@ -11,12 +11,12 @@ import ast as pyast
 from dataclasses import dataclass
 
 from .. import ir
+from ..analysis import analyze
 from ..errors import CombinerError
 from ..runtime import RUNTIME_API
 from .bundle import bundle, import_line
 from .emit import docstring_text, spec_code
 from .render import checked_name, render_template
-from .structure import analyze
 
 CLASS_NAME = "CombinerAttention"
 

@@ -146,9 +146,13 @@ def _keys(ps: PartitionState, scope: Mapping[str, Any], shape: tuple[int, ...], 
     return unit_key(rid, pos[0], pos[1], L), ok, inside
 
 
+class OutsideRegion(ValueError):
+    """An at(...) position of a selected unit lies outside its region (check C3)."""
+
+
 def _check_c3(ps: PartitionState, chosen: torch.Tensor, inside: torch.Tensor, L: int) -> None:
     if bool((chosen & ~inside).any()):
-        raise ValueError(f"an at(...) position of partition `{ps.name}` lies outside its region at L = {L} (check C3)")
+        raise OutsideRegion(f"an at(...) position of partition `{ps.name}` lies outside its region at L = {L} (check C3)")
 
 
 def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], L: int) -> Selection:

@@ -11,6 +11,7 @@ raises `DomainError` like the exact evaluation would, never wraps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -83,18 +84,23 @@ def _floordiv_nonzero(a: Interval, b: Interval) -> Interval:
     return _hull(_corners(div, a, pos), _corners(div, a, neg), b.hi >= 1, b.lo <= -1)
 
 
+def _t(x: object) -> torch.Tensor:
+    """`Exact`'s checked result on tensors is a tensor."""
+    return cast(torch.Tensor, x)
+
+
 class Bounds:
     """Operations on intervals (ints and exact tensors are degenerate intervals)."""
 
     @staticmethod
     def add(a: object, b: object) -> Interval:
         x, y = Interval.of(a), Interval.of(b)
-        return Interval(Exact.add(x.lo, y.lo), Exact.add(x.hi, y.hi))
+        return Interval(_t(Exact.add(x.lo, y.lo)), _t(Exact.add(x.hi, y.hi)))
 
     @staticmethod
     def sub(a: object, b: object) -> Interval:
         x, y = Interval.of(a), Interval.of(b)
-        return Interval(Exact.sub(x.lo, y.hi), Exact.sub(x.hi, y.lo))
+        return Interval(_t(Exact.sub(x.lo, y.hi)), _t(Exact.sub(x.hi, y.lo)))
 
     @staticmethod
     def mul(a: object, b: object) -> Interval:
@@ -103,7 +109,7 @@ class Bounds:
     @staticmethod
     def neg(a: object) -> Interval:
         x = Interval.of(a)
-        return Interval(Exact.neg(x.hi), Exact.neg(x.lo))
+        return Interval(_t(Exact.neg(x.hi)), _t(Exact.neg(x.lo)))
 
     @staticmethod
     def floordiv(a: object, b: object) -> Interval:
@@ -139,7 +145,7 @@ class Bounds:
             raise DomainError("negative exponent")
         y = Interval(torch.clamp(y.lo, min=0), y.hi)
         # the largest magnitude, |base| ** (top exponent), is a value of the box: it must fit
-        top = torch.maximum(x.lo.abs(), x.hi.abs())
+        top = torch.maximum(_t(Exact.abs(x.lo)), _t(Exact.abs(x.hi)))
         Exact.pow(top, y.hi)
         ints = _corners(Exact.pow, Interval(torch.clamp(x.lo, min=0), torch.clamp(x.hi, min=0)), y)
         bound = torch.pow(top, y.hi)
@@ -149,7 +155,7 @@ class Bounds:
     def abs(a: object) -> Interval:
         x = Interval.of(a)
         lo = torch.where(x.lo >= 0, x.lo, torch.where(x.hi <= 0, -x.hi, 0))
-        hi = torch.maximum(Exact.abs(x.lo), Exact.abs(x.hi))
+        hi = torch.maximum(_t(Exact.abs(x.lo)), _t(Exact.abs(x.hi)))
         return Interval(lo, hi)
 
     @staticmethod

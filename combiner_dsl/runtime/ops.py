@@ -12,6 +12,7 @@ refused before the work where the work itself could be large (`**`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -45,9 +46,27 @@ def _tensors(a: Value, b: Value) -> tuple[torch.Tensor, torch.Tensor] | None:
     return torch.as_tensor(_int(a), dtype=torch.int64), torch.as_tensor(_int(b), dtype=torch.int64)
 
 
+def _divisor(a: Value, b: Value, what: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`_tensors(a, b)` once b is known to be non-zero everywhere."""
+    if _any(b == 0):
+        raise DomainError(f"{what} by zero")
+    return _tensors(a, b)
+
+
 def _check(bad: torch.Tensor | bool) -> None:
     if _any(bad):
         raise DomainError(OVERFLOW)
+
+
+def _fold(on_tensors: Any, on_ints: Any, args: tuple[Value, ...]) -> Value:
+    """min / max of two or more values, elementwise once a tensor is involved."""
+    out = args[0]
+    for x in args[1:]:
+        if isinstance(out, torch.Tensor) or isinstance(x, torch.Tensor):
+            out = on_tensors(torch.as_tensor(out), torch.as_tensor(x))
+        else:
+            out = on_ints(out, x)
+    return out
 
 
 class Exact:
@@ -75,7 +94,7 @@ class Exact:
     def mul(a: Value, b: Value) -> Value:
         t = _tensors(a, b)
         if t is None:
-            if abs(a).bit_length() + abs(b).bit_length() > 66:  # refused before the work
+            if abs(int(a)).bit_length() + abs(int(b)).bit_length() > 66:  # refused before the work
                 raise DomainError(OVERFLOW)
             return _int(a * b)
         x, y = t
@@ -96,9 +115,7 @@ class Exact:
 
     @staticmethod
     def floordiv(a: Value, b: Value) -> Value:
-        if _any(b == 0):
-            raise DomainError("division by zero")
-        t = _tensors(a, b)
+        t = _divisor(a, b, "division")
         if t is None:
             return _int(a // b)
         _check((t[0] == INT_MIN) & (t[1] == -1))  # the one quotient beyond the range (and a CPU trap)
@@ -106,9 +123,7 @@ class Exact:
 
     @staticmethod
     def mod(a: Value, b: Value) -> Value:
-        if _any(b == 0):
-            raise DomainError("modulo by zero")
-        t = _tensors(a, b)
+        t = _divisor(a, b, "modulo")
         if t is None:
             return _int(a % b)
         return torch.remainder(t[0], torch.where(t[1] == -1, 1, t[1]))  # x % -1 == 0 == x % 1, without the trap
@@ -123,12 +138,12 @@ class Exact:
             raise DomainError("negative exponent")
         t = _tensors(a, b)
         if t is None:
-            if abs(a) >= 2 and b * (abs(a).bit_length() - 1) > 64:  # refused before the work
+            if abs(int(a)) >= 2 and int(b) * (abs(int(a)).bit_length() - 1) > 64:  # refused before the work
                 raise DomainError(OVERFLOW)
             return _int(a**b)
         x, y = t
-        x, y = torch.broadcast_tensors(x, y)
-        est = torch.pow(x.abs().double(), y.double())  # float64: off by far less than a factor 2
+        x, y = torch.broadcast_tensors(x, y)  # type: ignore[no-untyped-call]
+        est = torch.pow(x.double().abs(), y.double())  # float64: off by far less than a factor 2
         _check(est >= 2.0**64)
         near = (est >= 2.0**62).nonzero().flatten() if x.dim() else (est >= 2.0**62).reshape(1).nonzero().flatten()
         for k in near.tolist():  # the few values close to the limit, exactly
@@ -144,23 +159,11 @@ class Exact:
 
     @staticmethod
     def min(*args: Value) -> Value:
-        out = args[0]
-        for x in args[1:]:
-            if isinstance(out, torch.Tensor) or isinstance(x, torch.Tensor):
-                out = torch.minimum(torch.as_tensor(out), torch.as_tensor(x))
-            else:
-                out = min(out, x)
-        return out
+        return _fold(torch.minimum, min, args)
 
     @staticmethod
     def max(*args: Value) -> Value:
-        out = args[0]
-        for x in args[1:]:
-            if isinstance(out, torch.Tensor) or isinstance(x, torch.Tensor):
-                out = torch.maximum(torch.as_tensor(out), torch.as_tensor(x))
-            else:
-                out = max(out, x)
-        return out
+        return _fold(torch.maximum, max, args)
 
     @staticmethod
     def isqrt(a: Value) -> Value:

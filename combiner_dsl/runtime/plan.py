@@ -134,14 +134,20 @@ def build_plan(spec: PatternSpec, L: int, tiles: tuple[int, ...] | None = None) 
     """The plan of `spec` at length L (the caller has checked the requires); `tiles` forces the tile sizes tried."""
     try:
         env = env_at(spec, L)
-        pos = torch.arange(L)
-        values = {"i": pos, "j": pos}
-        for f in spec.features:
-            values[f.key] = as_long(f.fn(Exact, {**env, f.side: pos}), (L,)).clone()
+        values = feature_values(spec, env, L)
         plans = tuple(_Builder(spec, sm, env, values, L, tiles or tile_candidates(L)).build() for sm in spec.softmaxes)
     except DomainError as err:
         raise PlanError(f"{spec.name}: {err} at L = {L}") from None
     return PatternPlan(L, plans, spec.mix == "average")
+
+
+def feature_values(spec: PatternSpec, env: dict[str, Any], L: int) -> dict[str, torch.Tensor]:
+    """i, j and every feature (`i // s`, ...) at each position."""
+    pos = torch.arange(L)
+    values = {"i": pos, "j": pos}
+    for f in spec.features:
+        values[f.key] = as_long(f.fn(Exact, {**env, f.side: pos}), (L,)).clone()
+    return values
 
 
 def tile_candidates(L: int) -> tuple[int, ...]:
@@ -171,8 +177,12 @@ class _SegmentWork:
 
 
 class _Builder:
-    def __init__(self, spec: PatternSpec, sm: SoftmaxSpec, env: dict[str, Any], values: dict[str, torch.Tensor], L: int, tiles: tuple[int, ...]) -> None:
-        self.spec, self.sm, self.env, self.values, self.L, self.tiles = spec, sm, env, values, L, tiles
+    """Plans one softmax; `counting=True` (the cost model) keeps only the sizes of pooled regions a written `select` picks."""
+
+    def __init__(
+        self, spec: PatternSpec, sm: SoftmaxSpec, env: dict[str, Any], values: dict[str, torch.Tensor], L: int, tiles: tuple[int, ...], counting: bool = False
+    ) -> None:
+        self.spec, self.sm, self.env, self.values, self.L, self.tiles, self.counting = spec, sm, env, values, L, tiles, counting
         self._natural: dict[tuple[str, ...], bool] = {}
 
     def signature(self, keys: tuple[str, ...]) -> tuple[str, ...]:
@@ -190,7 +200,7 @@ class _Builder:
             raise PlanError(f"partition `{p.name}` has {regions.count} regions at L = {self.L}: too many for this planner")
         by_name = {b.name: b for b in p.binders}
         member_free = Enumeration(tuple(by_name[n] for n in p.member.free), self.env)
-        mem = members(regions, member_free, p.member.solved, p.member.residual, self.env, self.L)
+        mem = members(regions, member_free, p.member.solved, p.member.residual, self.env, self.L, sizes_only=self.counting and p.select is not None and p.query.at is None and p.key.at is None)
         if p.select is None:  # derived selection
             assert p.free is not None
             nothing = Enumeration((), self.env)
@@ -199,25 +209,9 @@ class _Builder:
         return PartitionState(p.name, regions, mem, free, p.select.solved, p.select.residual, p.query.at, p.key.at)
 
     def build(self) -> Plan:
-        L, sm = self.L, self.sm
-        states = [self.partition_state(p) for p in sm.partitions]
-        work: list[_SegmentWork] = [_SegmentWork((), (), [], [])]  # the natural-order segment comes first
-        for d in sm.directs:
-            qs, ks = self.signature(d.query_order), self.signature(d.key_order)
-            seg = next((w for w in work if (w.qsig, w.ksig) == (qs, ks)), None)
-            if seg is None:
-                seg = _SegmentWork(qs, ks, [], [])
-                work.append(seg)
-            seg.directs.append(d)
-        for n, p in enumerate(sm.partitions):
-            qs = self.signature(p.order)
-            seg = next((w for w in work if w.qsig == qs), None)
-            if seg is None:
-                seg = _SegmentWork(qs, (), [], [])
-                work.append(seg)
-            seg.parts.append(n)
-        for seg in work:
-            self.choose_tiling(seg, states)
+        L = self.L
+        states = [self.partition_state(p) for p in self.sm.partitions]
+        work = self.segments(states)
         buckets, uid_maps = self.summaries(work, states)
         n_units = sum(b.n_units for b in buckets)
         segments = [self.materialize(seg, states, uid_maps, n_units) for seg in work]
@@ -238,6 +232,27 @@ class _Builder:
             main.row_has,
         )
 
+    def segments(self, states: list[PartitionState]) -> list[_SegmentWork]:
+        """The softmax's work grouped by tile order (natural order first), each with its tiling chosen."""
+        work: list[_SegmentWork] = [_SegmentWork((), (), [], [])]  # the natural-order segment comes first
+        for d in self.sm.directs:
+            qs, ks = self.signature(d.query_order), self.signature(d.key_order)
+            seg = next((w for w in work if (w.qsig, w.ksig) == (qs, ks)), None)
+            if seg is None:
+                seg = _SegmentWork(qs, ks, [], [])
+                work.append(seg)
+            seg.directs.append(d)
+        for n, p in enumerate(self.sm.partitions):
+            qs = self.signature(p.order)
+            seg = next((w for w in work if w.qsig == qs), None)
+            if seg is None:
+                seg = _SegmentWork(qs, (), [], [])
+                work.append(seg)
+            seg.parts.append(n)
+        for seg in work:
+            self.choose_tiling(seg, states)
+        return work
+
     def choose_tiling(self, seg: _SegmentWork, states: list[PartitionState]) -> None:
         """Try a few tile sizes; keep the one with the least padded work (larger tiles run faster per element)."""
         best: tuple[float, int] | None = None
@@ -247,6 +262,9 @@ class _Builder:
             empty = torch.zeros(0, dtype=torch.int64)
             pairs = direct_pairs(_or([d.pred for d in seg.directs]), q, k, self.values, self.env) if seg.directs else (empty, empty, empty.bool())
             sels = [select_units(states[n], q, self.values, self.env, self.L) for n in seg.parts]
+            if len(self.tiles) == 1:  # nothing to choose between
+                seg.q, seg.k, seg.pairs, seg.selections = q, k, pairs, sels
+                return
             # padded logits (tiles with equal direct counts share chunks); small tiles run slower per logit
             work = pairs[0].numel() * T * T + sum(s.tile_unit_pairs() for s in sels) * T
             cost = work * (1.0 + 32.0 / T)

@@ -142,21 +142,29 @@ class Binder:
     hi: Fn
 
 
+class TooManyTuples(DomainError):
+    """More binder tuples than the limit: `binder` is the index of the binder that passes it."""
+
+    def __init__(self, message: str, binder: int) -> None:
+        super().__init__(message)
+        self.binder = binder
+
+
 class Enumeration:
     """Every tuple of some binders (ranges may use earlier ones), and the index of a given tuple."""
 
-    def __init__(self, binders: tuple[Binder, ...], env: Mapping[str, Any]) -> None:
+    def __init__(self, binders: tuple[Binder, ...], env: Mapping[str, Any], limit: int = MAX_REGIONS) -> None:
         self.names = tuple(b.name for b in binders)
         self.levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         values: dict[str, torch.Tensor] = {}
         count = 1
-        for b in binders:
+        for k, b in enumerate(binders):
             scope = {**env, **values}
             lo = as_long(b.lo(Exact, scope), (count,)).clone()
             hi = as_long(b.hi(Exact, scope), (count,)).clone()
             n = torch.clamp(hi - lo, min=0)
-            if int(n.sum()) > MAX_REGIONS:  # checked before anything of that size is allocated
-                raise DomainError(f"more than {MAX_REGIONS} tuples of binders {', '.join(self.names)}")
+            if int(n.sum()) > limit:  # checked before anything of that size is allocated
+                raise TooManyTuples(f"more than {limit} tuples of binders {', '.join(self.names)}", k)
             start = torch.cumsum(n, 0) - n
             parent = torch.repeat_interleave(torch.arange(count), n)
             total = int(n.sum())
@@ -212,8 +220,11 @@ class Members:
         return torch.where(valid, self.keys[at], -1)
 
 
-def members(regions: Enumeration, free: Enumeration, solved: tuple[tuple[str, Fn], ...], residual: Fn, env: Mapping[str, Any], L: int) -> Members:
-    """Members of every region: for each key j and each tuple of the free binders, the solved binders follow."""
+def members(
+    regions: Enumeration, free: Enumeration, solved: tuple[tuple[str, Fn], ...], residual: Fn, env: Mapping[str, Any], L: int, sizes_only: bool = False
+) -> Members:
+    """Members of every region: for each key j and each tuple of the free binders, the solved binders follow.
+    `sizes_only`: only the sizes are filled in (the member lists stay empty), for counting."""
     found_r: list[torch.Tensor] = []
     found_j: list[torch.Tensor] = []
     F = free.count
@@ -223,15 +234,22 @@ def members(regions: Enumeration, free: Enumeration, solved: tuple[tuple[str, Fn
         shape = (b - a, F)
         for name, fn in solved:
             scope[name] = as_long(fn(Exact, scope), shape)
-        rid = regions.lookup({n: as_long(scope[n], shape) for n in regions.names}) if regions.names else torch.zeros(shape, dtype=torch.int64)
-        ok = (rid >= 0) & as_bool(residual(Exact, scope), shape)
-        hit = ok.nonzero()
-        found_r.append(rid[hit[:, 0], hit[:, 1]])
-        found_j.append(hit[:, 0] + a)
+        hit = as_bool(residual(Exact, scope), shape).nonzero()  # regions are looked up only where the residual holds
+        if regions.names:
+            rid = regions.lookup({n: as_long(scope[n], shape)[hit[:, 0], hit[:, 1]] for n in regions.names})
+        else:
+            rid = torch.zeros(hit.shape[0], dtype=torch.int64)
+        found_r.append(rid[rid >= 0] if not sizes_only else torch.bincount(rid[rid >= 0], minlength=regions.count))
+        found_j.append(hit[:, 0][rid >= 0] + a if not sizes_only else rid[:0])
+    if sizes_only:
+        none = torch.zeros(0, dtype=torch.int64)
+        return Members(none, none, sum(found_r, torch.zeros(regions.count, dtype=torch.int64)), none)
     rid = torch.cat(found_r) if found_r else torch.zeros(0, dtype=torch.int64)
     jj = torch.cat(found_j) if found_j else torch.zeros(0, dtype=torch.int64)
-    flat = torch.unique(rid * L + jj)  # ascending; a (region, key) found twice counts once
-    rid_sorted = torch.div(flat, L, rounding_mode="floor")
-    sizes = torch.bincount(rid_sorted, minlength=regions.count)
+    # each (region, key) comes once (the free binders are part of the region's tuple) and keys come
+    # ascending, so a stable sort by region gives the CSR order
+    order = torch.sort(rid, stable=True).indices
+    rid, jj = rid[order], jj[order]
+    sizes = torch.bincount(rid, minlength=regions.count)
     offsets = torch.cumsum(sizes, 0) - sizes
-    return Members(flat - rid_sorted * L, offsets, sizes, flat)
+    return Members(jj, offsets, sizes, rid * L + jj)
