@@ -20,6 +20,7 @@ import argparse
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -336,6 +337,11 @@ def shrink(text: str, L: int | None, fails: Callable[[str, list[int]], bool], le
     return "\n".join(lines) + "\n", lengths
 
 
+def _wide(text: str) -> bool:
+    """A literal of 2**31 or more, or a power: the stages' integer semantics may differ there."""
+    return "**" in text or any(int(m) >= 2**31 for m in re.findall(r"\b[0-9]+\b", text))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
@@ -370,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                     return any(g.kind == kind for g in run_spec(t, ls, n, opts)[1])
 
                 small, ls = shrink(text, f.L, same, lengths)
-                print(f"--- finding {f.kind} (spec #{n}, seed {opts.seed}) at L={f.L}: {f.detail}\n    lengths {ls}\n{small}", flush=True)
+                tag = " [integer size: 64-bit wraparound suspected]" if _wide(small) else ""
+                print(f"--- finding {f.kind}{tag} (spec #{n}, seed {opts.seed}) at L={f.L}: {f.detail}\n    lengths {ls}\n{small}", flush=True)
             if done % 500 == 0:
                 print(f"[{done} specs, {time.perf_counter() - start:.0f} s] {dict(statuses)} findings {dict(kinds)}", flush=True)
     finally:
