@@ -171,7 +171,7 @@ def _brute_accepts(pattern: ir.Pattern, L: int) -> bool | None:
         for let in pattern.lets:
             env[let.name] = ev(let.value, env)
         return all(ev(r, env) for r in pattern.requires)
-    except (ZeroDivisionError, ValueError, ArithmeticError):
+    except (ZeroDivisionError, ValueError, ArithmeticError, TooBig):
         return None
 
 
@@ -366,7 +366,15 @@ def main(argv: list[str] | None = None) -> int:
             rng = random.Random(opts.seed * 1_000_003 + n)
             text = random_spec(rng, n)
             lengths = sorted(set(rng.sample(range(1, opts.max_L + 1), 4)) | {1})
-            status, findings = run_spec(text, lengths, n, opts)
+            try:
+                status, findings = run_spec(text, lengths, n, opts)
+            except Exception as err:
+                status, findings = "crash", [Finding("crash:fuzzer", None, f"{type(err).__name__}: {err}")]
+                print(f"--- finding crash:fuzzer (spec #{n}, seed {opts.seed}): {type(err).__name__}: {err}\n{text}", flush=True)
+                statuses[status] += 1
+                done += 1
+                kinds["crash:fuzzer"] += 1
+                continue
             statuses[status] += 1
             done += 1
             for f in findings:
