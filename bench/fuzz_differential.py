@@ -204,8 +204,8 @@ def run_spec(text: str, lengths: list[int], seed: int, opts: argparse.Namespace)
     for L in lengths:
         try:
             ok = accepts(pattern, L)
-        except CombinerError:
-            ok = None
+        except CombinerError as err:  # a require undefined at L: check reports it too
+            ok, failing[L] = None, ("error", str(err).splitlines()[0])
         except Exception as err:
             findings.append(Finding("crash:accepts", L, f"{type(err).__name__}: {err}"))
             continue
