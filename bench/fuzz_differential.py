@@ -20,6 +20,7 @@ import argparse
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -170,7 +171,7 @@ def _brute_accepts(pattern: ir.Pattern, L: int) -> bool | None:
         for let in pattern.lets:
             env[let.name] = ev(let.value, env)
         return all(ev(r, env) for r in pattern.requires)
-    except (ZeroDivisionError, ValueError, ArithmeticError):
+    except (ZeroDivisionError, ValueError, ArithmeticError, TooBig):
         return None
 
 
@@ -203,8 +204,8 @@ def run_spec(text: str, lengths: list[int], seed: int, opts: argparse.Namespace)
     for L in lengths:
         try:
             ok = accepts(pattern, L)
-        except CombinerError:
-            ok = None
+        except CombinerError as err:  # a require undefined at L: check reports it too
+            ok, failing[L] = None, ("error", str(err).splitlines()[0])
         except Exception as err:
             findings.append(Finding("crash:accepts", L, f"{type(err).__name__}: {err}"))
             continue
@@ -336,6 +337,11 @@ def shrink(text: str, L: int | None, fails: Callable[[str, list[int]], bool], le
     return "\n".join(lines) + "\n", lengths
 
 
+def _wide(text: str) -> bool:
+    """A literal of 2**31 or more, or a power: the stages' integer semantics may differ there."""
+    return "**" in text or any(int(m) >= 2**31 for m in re.findall(r"\b[0-9]+\b", text))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
@@ -360,7 +366,15 @@ def main(argv: list[str] | None = None) -> int:
             rng = random.Random(opts.seed * 1_000_003 + n)
             text = random_spec(rng, n)
             lengths = sorted(set(rng.sample(range(1, opts.max_L + 1), 4)) | {1})
-            status, findings = run_spec(text, lengths, n, opts)
+            try:
+                status, findings = run_spec(text, lengths, n, opts)
+            except Exception as err:
+                status, findings = "crash", [Finding("crash:fuzzer", None, f"{type(err).__name__}: {err}")]
+                print(f"--- finding crash:fuzzer (spec #{n}, seed {opts.seed}): {type(err).__name__}: {err}\n{text}", flush=True)
+                statuses[status] += 1
+                done += 1
+                kinds["crash:fuzzer"] += 1
+                continue
             statuses[status] += 1
             done += 1
             for f in findings:
@@ -370,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                     return any(g.kind == kind for g in run_spec(t, ls, n, opts)[1])
 
                 small, ls = shrink(text, f.L, same, lengths)
-                print(f"--- finding {f.kind} (spec #{n}, seed {opts.seed}) at L={f.L}: {f.detail}\n    lengths {ls}\n{small}", flush=True)
+                tag = " [integer size: 64-bit wraparound suspected]" if _wide(small) else ""
+                print(f"--- finding {f.kind}{tag} (spec #{n}, seed {opts.seed}) at L={f.L}: {f.detail}\n    lengths {ls}\n{small}", flush=True)
             if done % 500 == 0:
                 print(f"[{done} specs, {time.perf_counter() - start:.0f} s] {dict(statuses)} findings {dict(kinds)}", flush=True)
     finally:

@@ -20,7 +20,24 @@ FUNCS = {
     "clog2": lambda x: (int(x) - 1).bit_length(),
     "cdiv": lambda a, b: -((-a) // b),
 }
-OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "//": lambda a, b: a // b, "%": lambda a, b: a % b, "**": lambda a, b: a**b}
+
+
+class TooBig(Exception):
+    """The spec is too large for brute force at this length."""
+
+
+MAX_EXPONENT = 1 << 16  # past this a power is too big to compute here (TooBig), whatever the compiler does
+
+
+def _pow(a: int, b: int) -> int:
+    if b < 0:
+        raise ValueError("negative exponent")
+    if b > MAX_EXPONENT and abs(a) > 1:
+        raise TooBig("exponent")
+    return int(a**b)
+
+
+OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "//": lambda a, b: a // b, "%": lambda a, b: a % b, "**": _pow}
 CMP = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
@@ -47,10 +64,6 @@ def ev(e: ast.Expr, env: dict[str, Any]) -> Any:
 
 
 MAX_TUPLES = 100_000  # past this the brute force gives up (TooBig) rather than run for hours
-
-
-class TooBig(Exception):
-    """The spec is too large for brute force at this length."""
 
 
 def _tuples(part: ir.Partition, env: dict[str, Any]) -> list[tuple[int, ...]]:

@@ -292,7 +292,7 @@ def test_an_internal_error_in_one_spec_keeps_the_json_report(capsys: pytest.Capt
             raise RuntimeError("boom")
         return load(path)
 
-    monkeypatch.setattr(cli.api, "load", flaky)
+    monkeypatch.setattr(combiner_dsl.api, "load", flaky)
     code, out, _ = run_cli(["check", "--json", "--no-prove", "--L", "16", str(good), str(bad)], capsys)
     entries = json.loads(out)["specs"]
     assert code == 3 and [e["verdict"] for e in entries] == ["checked", "error"]

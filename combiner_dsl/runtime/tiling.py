@@ -181,7 +181,10 @@ class Enumeration:
         ok: torch.Tensor | None = None
         for name, (lo, hi, start) in zip(self.names, self.levels, strict=True):
             if lo.numel() == 0:  # an earlier binder has no value here: no tuple exists at all
-                return torch.full(torch.broadcast_shapes(*(torch.as_tensor(values[n]).shape for n in self.names)), -1, dtype=torch.int64)
+                shaped = torch.zeros((), dtype=torch.int64)
+                for n in self.names:  # -1 in the broadcast shape of the values asked about
+                    shaped = shaped + torch.zeros_like(torch.as_tensor(values[n], dtype=torch.int64))
+                return shaped - 1
             v = torch.as_tensor(values[name], dtype=torch.int64)
             at = torch.zeros_like(v) if idx is None else idx
             lo_v, hi_v = lo[at], hi[at]
