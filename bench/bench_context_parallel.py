@@ -172,12 +172,12 @@ def run(specs: list[str], lengths: list[int], worlds: list[int], repeat: int, sh
 
 
 def _mb(n: float) -> str:
-    return f"{n / 2**20:,.2f}"
+    return f"{n / 2**20:,.2f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
 
 
 HEADER = (
-    "| spec | L | W | fwd+bwd (s), slowest rank | one process (s) | max sent / rank (MiB) | max received / rank (MiB) "
-    "| ring / rank (MiB) | ring / ours | peak / rank (MiB) | one process peak (MiB) | plan (s) | schedule (s) |\n"
+    "| spec | L | W | fwd+bwd (s), slowest rank | one process (s) | max sent / rank | max received / rank "
+    "| ring / rank | ring / ours | peak / rank | one process peak | plan (s) | schedule (s) |\n"
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 )
 

@@ -51,16 +51,22 @@ def _unpack(flat: torch.Tensor, shapes: Sequence[tuple[int, ...]]) -> list[torch
     return out
 
 
-def _members(x: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
-    """x[:, :, mem] as [B, H, n, S, D] (padding rows gather row 0; callers mask them)."""
-    return x[:, :, mem.clamp(min=0)]
+def _members(x: torch.Tensor, p: SummaryPart, a: int, b: int) -> torch.Tensor:
+    """x[:, :, members[a:b]] as [B, H, n, S, D]: a strided view for a run, else a gather (padding reads row 0; callers mask it)."""
+    if p.run is None:
+        return x[:, :, p.members[a:b].clamp(min=0)]
+    B, H, _, D = x.shape
+    start, stride = p.run
+    S = p.members.shape[1]
+    sb, sh, sl, sd = x.stride()
+    return x.as_strided((B, H, b - a, S, D), (sb, sh, stride * sl, sl, sd), x.storage_offset() + (start + a * stride) * sl)
 
 
-def _pool(xm: torch.Tensor, pool: str, valid: torch.Tensor) -> torch.Tensor:
-    """Partial pool over the valid members: max, or the sum (a mean divides after the merge)."""
+def _pool(xm: torch.Tensor, pool: str, valid: torch.Tensor | None) -> torch.Tensor:
+    """Partial pool over the valid members (None: all): max, or the sum (a mean divides after the merge)."""
     if pool == "max":
-        return xm.masked_fill(~valid[..., None], NEG_INF).amax(-2)
-    return xm.masked_fill(~valid[..., None], 0.0).sum(-2)
+        return (xm if valid is None else xm.masked_fill(~valid[..., None], NEG_INF)).amax(-2)
+    return (xm if valid is None else xm.masked_fill(~valid[..., None], 0.0)).sum(-2)
 
 
 def _spans(n: int, per_row: int) -> list[tuple[int, int]]:
@@ -78,8 +84,7 @@ def _query_partials(q: torch.Tensor, parts: tuple[SummaryPart, ...]) -> torch.Te
             out.append(q[:, :, p.query_pos.clamp(min=0).flatten()])
             continue
         for a, b in _spans(n, B * H * p.members.shape[1] * D):
-            mem = p.members[a:b]
-            pooled = _pool(_members(q, mem), p.query_pool, mem >= 0)
+            pooled = _pool(_members(q, p, a, b), p.query_pool, p.members[a:b] >= 0 if p.padded else None)
             out.append(pooled[:, :, :, None, :].expand(-1, -1, -1, Ur, -1).reshape(B, H, -1, D))
     return torch.cat(out, 2)
 
@@ -95,12 +100,12 @@ def _summary_partials(
         n, Ur = p.query_pos.shape
         S = p.members.shape[1]
         for a, b in _spans(n, B * H * max(Ur, D) * S):
-            mem = p.members[a:b]
-            valid = mem >= 0
-            km, vm = _members(k, mem), _members(v, mem)
+            valid = p.members[a:b] >= 0 if p.padded else None
+            km, vm = _members(k, p, a, b), _members(v, p, a, b)
             qb = qbar[:, :, at + a * Ur : at + b * Ur].view(B, H, b - a, Ur, D)
             logits = torch.matmul(qb, km.transpose(-1, -2)) * scale  # [B, H, c, Ur, S]
-            logits = logits.masked_fill(~valid[:, None, :], NEG_INF)
+            if valid is not None:
+                logits = logits.masked_fill(~valid[:, None, :], NEG_INF)
             lses.append(torch.logsumexp(logits, -1).reshape(B, H, -1))
             outs.append(torch.matmul(torch.softmax(logits, -1), vm).reshape(B, H, -1, D))
             if p.key_pool is None:

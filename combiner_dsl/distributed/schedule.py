@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..runtime.plan import Segment, _moved
+from ..runtime.plan import Segment, _moved, arithmetic_run
 
 POOL_CODE = {"max": 0, "sum": 1, "mean": 2, None: 3}  # None: an at(...) unit, one contribution
 
@@ -93,6 +93,8 @@ class SummaryPart:
     """A rank's share of one bucket: its members of the active regions it touches, local indices."""
 
     members: torch.Tensor  # int64 [n, S'] local row of the member in the rank's chunk, -1 padding
+    run: tuple[int, int] | None  # (start, row stride) when members[r, s] = start + r * stride + s: read as a view
+    padded: bool  # some row has fewer members than the width (masks needed)
     query_pos: torch.Tensor  # int64 [n, Ur] local row of the at() query if the rank owns it, else -1
     key_pos: torch.Tensor  # likewise for the at() key
     query_pool: str | None
@@ -205,6 +207,38 @@ def _finish(r: _Restricted, key_rows: torch.Tensor, kv_targets: torch.Tensor, un
     return Segment(seg.tile_q, seg.tile_k, r.qslots, kslots, dt.int(), r.full, r.dmask, ul.int(), r.umask, row_has)
 
 
+def _part(
+    parts: list[SummaryPart],
+    layout: list[torch.Tensor],
+    q_ok: list[torch.Tensor],
+    k_ok: list[torch.Tensor],
+    q_kind: list[torch.Tensor],
+    q_div: list[torch.Tensor],
+    bk: Any,
+    rows: torch.Tensor,
+    mine: torch.Tensor,
+    slot_ids: torch.Tensor,
+    slot_active: torch.Tensor,
+    lo: int,
+    hi: int,
+) -> None:
+    """Append one rank's share of some regions of a bucket (`rows`) to its slot layout."""
+    Ur = bk.query_pos.shape[1]
+    perm, width = _compact(mine[rows])
+    mem = torch.where(mine[rows], bk.members[rows] - lo, -1).gather(1, perm)[:, :width]
+    qp, kp = bk.query_pos[rows], bk.key_pos[rows]
+    qloc = torch.where((qp >= lo) & (qp < hi), qp - lo, -1)
+    kloc = torch.where((kp >= lo) & (kp < hi), kp - lo, -1)
+    parts.append(SummaryPart(mem, arithmetic_run(mem), bool((mem < 0).any()), qloc, kloc, bk.query_pool, bk.key_pool))
+    act = slot_active[rows].flatten()
+    layout.append(slot_ids[rows].flatten())
+    q_ok.append(act & ((qloc >= 0).flatten() if bk.query_pool is None else True))
+    k_ok.append(act & ((kloc >= 0).flatten() if bk.key_pool is None else True))
+    q_kind.append(torch.full((rows.numel() * Ur,), POOL_CODE[bk.query_pool], dtype=torch.int64))
+    size = bk.sizes[rows].double() if bk.query_pool == "mean" else torch.ones(rows.numel(), dtype=torch.float64)
+    q_div.append(size.repeat_interleave(Ur))
+
+
 def build_schedule(plan: Any, W: int, C: int) -> PlanSchedule:
     """The schedule of one `Plan` (one softmax) at its L, for W ranks holding C positions each."""
     L = int(plan.L)
@@ -237,22 +271,12 @@ def build_schedule(plan: Any, W: int, C: int) -> PlanSchedule:
         region_active = slot_active.any(1)
         for x, (lo, hi) in enumerate(spans):
             mine = (bk.members >= lo) & (bk.members < hi)
-            rows = (mine.any(1) & region_active).nonzero().flatten()
-            if rows.numel() == 0:
-                continue
-            perm, width = _compact(mine[rows])
-            mem = torch.where(mine[rows], bk.members[rows] - lo, -1).gather(1, perm)[:, :width]
-            qp, kp = bk.query_pos[rows], bk.key_pos[rows]
-            qloc = torch.where((qp >= lo) & (qp < hi), qp - lo, -1)
-            kloc = torch.where((kp >= lo) & (kp < hi), kp - lo, -1)
-            parts[x].append(SummaryPart(mem, qloc, kloc, bk.query_pool, bk.key_pool))
-            act = slot_active[rows].flatten()
-            layout[x].append(slot_ids[rows].flatten())
-            q_ok[x].append(act & ((qloc >= 0).flatten() if bk.query_pool is None else True))
-            k_ok[x].append(act & ((kloc >= 0).flatten() if bk.key_pool is None else True))
-            q_kind[x].append(torch.full((rows.numel() * Ur,), POOL_CODE[bk.query_pool], dtype=torch.int64))
-            size = bk.sizes[rows].double() if bk.query_pool == "mean" else torch.ones(rows.numel(), dtype=torch.float64)
-            q_div[x].append(size.repeat_interleave(Ur))
+            whole = (mine | (bk.members < 0)).all(1)
+            touched = mine.any(1) & region_active
+            # regions wholly owned first (often back-to-back runs, read as views), then shared ones
+            for rows in ((touched & whole).nonzero().flatten(), (touched & ~whole).nonzero().flatten()):
+                if rows.numel():
+                    _part(parts[x], layout[x], q_ok[x], k_ok[x], q_kind[x], q_div[x], bk, rows, mine, slot_ids, slot_active, lo, hi)
 
     def cat(xs: list[torch.Tensor], dtype: torch.dtype = torch.int64) -> torch.Tensor:
         return torch.cat(xs) if xs else torch.zeros(0, dtype=dtype)
