@@ -65,7 +65,7 @@ def _tok_span(tok: Token) -> Span:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer_NonRecursive):
+class _ToAst(Transformer_NonRecursive):  # type: ignore[type-arg]
     """Builds AST nodes bottom-up (non-recursive, so deep input cannot overflow the stack)."""
 
     # expressions
@@ -83,7 +83,8 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Name(str(c[0]), span=_tok_span(c[0]))
 
     def paren(self, meta: Any, c: list[Any]) -> ast.Expr:
-        return c[1]
+        inner: ast.Expr = c[1]
+        return inner
 
     def call(self, meta: Any, c: list[Any]) -> ast.Expr:
         args = tuple(x for x in c[2:] if not isinstance(x, Token))
@@ -99,7 +100,7 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Binary("**", c[0], c[2], span=_span(meta))
 
     def _fold(self, c: list[Any]) -> ast.Expr:
-        left = c[0]
+        left: ast.Expr = c[0]
         for op, right in zip(c[1::2], c[2::2], strict=True):
             left = ast.Binary(str(op), left, right, span=left.span.join(right.span))
         return left
@@ -172,7 +173,8 @@ class _ToAst(Transformer_NonRecursive):
         return ast.PatternDecl(str(c[0]), tuple(c[1:]), _tok_span(c[0]), span=_span(meta))
 
     def start(self, meta: Any, c: list[Any]) -> ast.Node:
-        return c[-1]
+        decl: ast.Node = c[-1]
+        return decl
 
 
 def _expected(names: set[str]) -> str:
@@ -239,7 +241,7 @@ def _count_tokens(source: Source) -> None:
 
 def _syntax_error(source: Source, err: UnexpectedInput) -> SpecSyntaxError:
     if isinstance(err, UnexpectedCharacters):
-        pos = err.pos_in_stream
+        pos = err.pos_in_stream or 0
         ch = source.text[pos] if pos < len(source.text) else ""
         msg = f"unexpected character {ch!r}"
         hint = "operators are + - * // % ** == != < <= > >= and or not; names are letters, digits and _"

@@ -259,12 +259,13 @@ def _uncovered(q: _Query, part: ir.Partition, i: z3.ArithRef, j: z3.ArithRef, mo
         return z3.ForAll(scope.fresh, z3.Implies(z3.And(*cons), z3.Not(body))), True
     if bound is None:
         return None
-    ranges = [_binder_bounds(q.pattern, part, b, bound) for b in free]
-    if any(r is None for r in ranges):
+    found = [_binder_bounds(q.pattern, part, b, bound) for b in free]
+    ranges = [r for r in found if r is not None]
+    if len(ranges) < len(found):
         return None
-    if math.prod(max(0, hi - lo) for lo, hi in ranges) > MAX_EXPANSION:  # type: ignore[misc]
+    if math.prod(max(0, hi - lo) for lo, hi in ranges) > MAX_EXPANSION:
         return None  # counted before the values are listed
-    values = list(itertools.product(*(range(lo, hi) for lo, hi in ranges)))  # type: ignore[misc]
+    values = list(itertools.product(*(range(lo, hi) for lo, hi in ranges)))
     return z3.And(*(z3.Not(covered({b: z3.IntVal(x) for b, x in zip(free, v, strict=True)})) for v in values)), True
 
 

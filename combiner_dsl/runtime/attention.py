@@ -113,7 +113,7 @@ def segment_pass(
             # scaling the chunk's queries is also the copy a matmul would make of a strided slice
             o, s = _chunk(qt[:, :, tiles] * scale, kt, vt, kbar, vbar, seg, tiles, dm, um, need_lse)
             out[:, :, tiles] = o
-            if lse is not None:
+            if lse is not None and s is not None:
                 lse[:, :, tiles] = s
         else:
             out[:, :, tiles] = 0.0
@@ -174,7 +174,9 @@ def merge(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor,
     stacked = torch.stack([p[1] for p in parts])
     none = (stacked == NEG_INF).all(0)  # rows without any logit: keep -inf out of logsumexp (NaN gradients)
     lse_safe = torch.logsumexp(torch.where(none, 0.0, stacked), 0)
-    out = sum(torch.exp(p[1] - lse_safe)[..., None] * p[0] for p in parts)
+    out = torch.exp(parts[0][1] - lse_safe)[..., None] * parts[0][0]
+    for o, s in parts[1:]:
+        out = out + torch.exp(s - lse_safe)[..., None] * o
     return out, torch.where(none, NEG_INF, lse_safe)
 
 

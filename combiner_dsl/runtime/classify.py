@@ -183,9 +183,9 @@ def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Te
             scope[name] = iv
             point &= iv.lo == iv.hi
         res = as_tri(ps.residual(Bounds, scope), (n,))
-        for fn in (ps.query_at, ps.key_at):
-            if fn is not None:
-                iv = as_interval(fn(Bounds, scope), (n,))
+        for at in (ps.query_at, ps.key_at):
+            if at is not None:
+                iv = as_interval(at(Bounds, scope), (n,))
                 point &= iv.lo == iv.hi
         keep = res.can_true
         # uniform pairs: one unit for the whole tile, so the key comes from the tile's first query

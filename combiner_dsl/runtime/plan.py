@@ -106,7 +106,8 @@ class PatternPlan:
     average: bool
 
     def to(self, device: torch.device | str) -> PatternPlan:
-        return _moved(self, torch.device(device))
+        moved: PatternPlan = _moved(self, torch.device(device))
+        return moved
 
 
 def _moved(x: Any, device: torch.device) -> Any:
@@ -382,8 +383,13 @@ def _buckets(mem: Members, query_pool: str | None, key_pool: str | None, keys: t
         kp[rho, kap] = kpos[mine]
         uids[mine] = first + rho * Ur + kap
         members = mem.padded(regs[sel], S)
-        runs = [arithmetic_run(members), arithmetic_run(qp) if query_pool is None else None, arithmetic_run(kp) if key_pool is None else None]
-        out.append(Bucket(members, sizes[sel], qp, kp, query_pool, key_pool, first, *runs, padded=bool((sizes[sel] < S).any())))
+        out.append(Bucket(
+            members, sizes[sel], qp, kp, query_pool, key_pool, first,
+            member_run=arithmetic_run(members),
+            query_run=arithmetic_run(qp) if query_pool is None else None,
+            key_run=arithmetic_run(kp) if key_pool is None else None,
+            padded=bool((sizes[sel] < S).any()),
+        ))
         first += sel.numel() * Ur
     return out, uids, first
 

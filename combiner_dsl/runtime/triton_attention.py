@@ -44,7 +44,7 @@ def _ready(kernel: Any, device: torch.device) -> Any:
 
 
 def _pow2(n: int) -> int:
-    return max(16, triton.next_power_of_2(max(1, n)))  # tl.dot wants power-of-two sides of at least 16
+    return max(16, int(triton.next_power_of_2(max(1, n))))  # tl.dot wants power-of-two sides of at least 16
 
 
 # (id of a plan's direct_tiles tensor, device) -> (weak reference to it, the kernels' tensors); an entry
@@ -133,7 +133,7 @@ def _needs_i64(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kbar: torch.Te
     """Whether an offset inside one head (or into a plan tensor) can reach 2**31: then int64 tile indices."""
     L, D = q.shape[2], q.shape[3]
     inside = max(L * max(x.stride(2) for x in (q, k, v)) + D, L * D, kbar.shape[2] * D)
-    return max(inside, *(x.numel() for x in seg_args[:9])) >= 2**31
+    return bool(max(inside, *(x.numel() for x in seg_args[:9])) >= 2**31)
 
 
 def _precision(q: torch.Tensor, tf32: bool | None) -> str:
@@ -225,9 +225,11 @@ def triton_plan_backward(
     delta = (dout.float() * out.float()).sum(-1).contiguous()  # rowsum(dO * O) = sum_j p_ij dp_ij
     segments = plan.segments()
     dq = torch.empty(B, H, L, D, device=q.device, dtype=q.dtype if len(segments) == 1 else torch.float32)
-    f32 = {"device": q.device, "dtype": torch.float32}
-    dk, dv = torch.zeros(B, H, L, D, **f32), torch.zeros(B, H, L, D, **f32)
-    dkb, dvb = torch.zeros(B, H, max(U, 1), D, **f32), torch.zeros(B, H, max(U, 1), D, **f32)
+    def f32(*size: int) -> torch.Tensor:
+        return torch.zeros(*size, device=q.device, dtype=torch.float32)
+
+    dk, dv = f32(B, H, L, D), f32(B, H, L, D)
+    dkb, dvb = f32(B, H, max(U, 1), D), f32(B, H, max(U, 1), D)
     for n, seg in enumerate(segments):
         blocks = _blocks(D, int(seg.tile_q), int(seg.tile_k), True, block_m, block_n)
         args, consts, n_programs = _segment_args(seg, q.device, D, blocks)
@@ -277,7 +279,7 @@ def triton_combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         outs = []
         for p in plan.plans:
             kbar, vbar = summary_pass(qg, k, v, p, scale)
-            outs.append(TritonPlanAttention.apply(qg, k, v, kbar, vbar, p, scale)[0])
+            outs.append(TritonPlanAttention.apply(qg, k, v, kbar, vbar, p, scale)[0])  # type: ignore[no-untyped-call]
         return outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)  # mix: average
 
     return by_kv_group(q, k.shape[1], run).to(dtype)
