@@ -26,13 +26,13 @@ import torch
 
 from . import ir
 from .errors import LengthError
-from .evaluate import accepts, failed_require
+from .evaluate import accepts, failed_require, too_many_regions
 from .growth import Lsym, accepted_length_near, candidate_orders
 from .interpreted import interpreted_spec
-from .limits import MAX_COST_L
+from .limits import MAX_COST_L, MAX_REGIONS
 from .runtime.classify import OutsideRegion, Selection, direct_masks
 from .runtime.plan import _Builder, _or, _SegmentWork, feature_values
-from .runtime.tiling import Order, chunks
+from .runtime.tiling import Order, TooManyTuples, chunks
 
 TILE = 16  # counting does not depend on the tile size; small tiles keep mixed tiles cheap (sparse_fixed: 2.4x less work than 64)
 __all__ = ["CostFigures", "Lsym", "cost_at", "cost_from_layout", "order"]
@@ -140,6 +140,9 @@ def _cost_at(pattern: ir.Pattern, L: int, d: int) -> CostFigures:
         try:
             states = [b.partition_state(p) for p in sm.partitions]
             work = b.segments(states)
+        except TooManyTuples as err:  # located at the binder that passes the limit, like every stage
+            part = next(part for _, part in pattern.partitions if part.name == err.partition)
+            raise too_many_regions(pattern, part, part.binders[err.binder], L, MAX_REGIONS) from None
         except OutsideRegion:
             return cost_from_layout(pattern, L, d)  # C3 fails: units at positions outside [0, L) are counted on the grid
         except ValueError as err:

@@ -16,7 +16,7 @@ import torch
 from .classify import PartitionState, Selection, direct_masks, direct_pairs, forest, select_units
 from .ops import MAX_LENGTH, DomainError, Exact
 from .spec import DirectSpec, PartitionSpec, PatternSpec, SoftmaxSpec
-from .tiling import Enumeration, Fn, Members, Order, as_long, members, natural_order, sorted_order
+from .tiling import Enumeration, Fn, Members, Order, TooManyTuples, as_long, members, natural_order, sorted_order
 
 # ---------------------------------------------------------------- the plan
 
@@ -196,7 +196,11 @@ class _Builder:
         return natural_order(self.L, T) if not sig else sorted_order(self.L, [self.values[k] for k in sig], T)
 
     def partition_state(self, p: PartitionSpec) -> PartitionState:
-        regions = Enumeration(p.binders, self.env)
+        try:
+            regions = Enumeration(p.binders, self.env)
+        except TooManyTuples as err:
+            err.partition = p.name  # so the compiler can locate it at the binder
+            raise
         if (regions.count + 1) * (self.L + 1) ** 2 >= 2**62:  # unit keys pack (region, position, position) in int64
             raise PlanError(f"partition `{p.name}` has {regions.count} regions at L = {self.L}: too many for this planner")
         by_name = {b.name: b for b in p.binders}

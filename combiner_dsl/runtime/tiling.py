@@ -148,6 +148,7 @@ class TooManyTuples(DomainError):
     def __init__(self, message: str, binder: int) -> None:
         super().__init__(message)
         self.binder = binder
+        self.partition = ""  # the partition's name, where the caller knows it
 
 
 class Enumeration:
