@@ -26,14 +26,21 @@ class TooBig(Exception):
     """The spec is too large for brute force at this length."""
 
 
-MAX_EXPONENT = 1 << 16  # past this a power is too big to compute here (TooBig), whatever the compiler does
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1  # the language's integers: exact, and every value in 64 bits
+
+
+def _fits(v: Any) -> Any:
+    """An integer result, or OverflowError when it leaves the signed 64-bit range (bools pass)."""
+    if isinstance(v, int) and not isinstance(v, bool) and not INT_MIN <= v <= INT_MAX:
+        raise OverflowError("integer overflow")
+    return v
 
 
 def _pow(a: int, b: int) -> int:
     if b < 0:
         raise ValueError("negative exponent")
-    if b > MAX_EXPONENT and abs(a) > 1:
-        raise TooBig("exponent")
+    if b > 64 and abs(a) > 1:
+        raise OverflowError("integer overflow")  # |a| >= 2: past 2**64 already, so never computed
     return int(a**b)
 
 
@@ -47,11 +54,11 @@ def ev(e: ast.Expr, env: dict[str, Any]) -> Any:
     if isinstance(e, ast.Name):
         return env[e.id]
     if isinstance(e, ast.Neg):
-        return -ev(e.operand, env)
+        return _fits(-ev(e.operand, env))
     if isinstance(e, ast.Not):
         return not ev(e.operand, env)
     if isinstance(e, ast.Binary):
-        return OPS[e.op](ev(e.left, env), ev(e.right, env))
+        return _fits(OPS[e.op](ev(e.left, env), ev(e.right, env)))
     if isinstance(e, ast.Compare):
         vals = [ev(x, env) for x in e.operands]
         return all(CMP[op](vals[k], vals[k + 1]) for k, op in enumerate(e.ops))
@@ -59,7 +66,7 @@ def ev(e: ast.Expr, env: dict[str, Any]) -> Any:
         vals = [ev(x, env) for x in e.operands]  # strict, like the language
         return all(vals) if e.op == "and" else any(vals)
     if isinstance(e, ast.Call):
-        return FUNCS[e.func](*[ev(x, env) for x in e.args])
+        return _fits(FUNCS[e.func](*[ev(x, env) for x in e.args]))
     raise AssertionError(e)
 
 

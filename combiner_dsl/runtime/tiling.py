@@ -164,7 +164,7 @@ class Enumeration:
             lo = as_long(b.lo(Exact, scope), (count,)).clone()
             hi = as_long(b.hi(Exact, scope), (count,)).clone()
             n = torch.clamp(hi - lo, min=0)
-            if int(n.sum()) > limit:  # checked before anything of that size is allocated
+            if bool((n > limit).any()) or int(n.sum()) > limit:  # before allocating; per value first, so the sum cannot wrap
                 raise TooManyTuples(f"more than {limit} tuples of binders {', '.join(self.names)}", k)
             start = torch.cumsum(n, 0) - n
             parent = torch.repeat_interleave(torch.arange(count), n)
