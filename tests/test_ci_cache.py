@@ -11,16 +11,9 @@ import pytest
 import combiner_dsl
 from combiner_dsl import proof_cache
 from combiner_dsl.proof_cache import ProofCache
+from tests.ci_specs import BLOCKS4
 
-SPEC = """\
-pattern blocks4:
-    causal
-    direct: j // 4 == i // 4
-    partition block[r in 0 .. cdiv(L, 4)]:
-        member: j // 4 == r
-        select: r < i // 4
-        summary: max
-"""
+SPEC = BLOCKS4
 
 
 def test_rerun_hits_and_edit_misses(tmp_path: Path) -> None:

@@ -7,18 +7,11 @@ from pathlib import Path
 import pytest
 
 from combiner_dsl.cli import main
+from tests.ci_specs import BLOCKS4
 
 pytest.importorskip("cvc5")
 ROOT = Path(__file__).resolve().parents[1]
-GOOD = """\
-pattern blocks4:
-    causal
-    direct: j // 4 == i // 4
-    partition block[r in 0 .. cdiv(L, 4)]:
-        member: j // 4 == r
-        select: r < i // 4
-        summary: max
-"""
+GOOD = BLOCKS4
 LEAK = GOOD.replace("blocks4", "leak4").replace("select: r < i // 4", "select: r < i // 4 + 1")
 
 

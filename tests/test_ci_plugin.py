@@ -9,22 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci_specs import BLOCKS4
+
 pytest_plugins = ("pytester",)
 
 ROOT = Path(__file__).resolve().parents[1]
 # the same lengths in every run, so the cache answers after the first; hypothesis's summary costs seconds a run
 LENGTHS = ("--combiner-L", "4", "--combiner-L", "16", "-p", "no:hypothesispytest")
 REFUTED = "examples/sparse/sparse_fixed.cmb"
-# A small proved spec: own block of 4 keys directly, every earlier block through its summary.
-PROVED = """\
-pattern blocks4:
-    causal
-    direct: j // 4 == i // 4
-    partition block[r in 0 .. cdiv(L, 4)]:
-        member: j // 4 == r
-        select: r < i // 4
-        summary: max
-"""
+PROVED = BLOCKS4
 # Only checked: no `select`, so the selection is derived and no proof for every L is attempted.
 CHECKED = PROVED.replace("pattern blocks4", "pattern derived4").replace("        select: r < i // 4\n", "")
 
