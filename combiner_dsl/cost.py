@@ -88,10 +88,18 @@ def _direct(b: _Builder, seg: _SegmentWork) -> torch.Tensor:
     return out
 
 
+def _ranges(spans: torch.Tensor, weight: torch.Tensor, n: int) -> torch.Tensor:
+    """Sum of `weight` over the [lo, hi) spans covering each of 0 .. n-1 (a difference array)."""
+    diff = torch.zeros(n + 1, dtype=torch.int64)
+    diff.index_add_(0, spans[:, 0], weight).index_add_(0, spans[:, 1], -weight)
+    return torch.cumsum(diff[:n], 0)
+
+
 def _units(order: Order, sel: Selection) -> torch.Tensor:
     """Selected units per query slot."""
     out = torch.zeros(order.n_tiles, order.tile, dtype=torch.int64)
-    out += torch.bincount(sel.full_tile, minlength=order.n_tiles)[:, None] * (order.tiles() >= 0)
+    per_tile = torch.bincount(sel.full_tile, minlength=order.n_tiles) + _ranges(sel.range_tiles, torch.ones_like(sel.range_key), order.n_tiles)
+    out += per_tile[:, None] * (order.tiles() >= 0)
     out.index_add_(0, sel.col_tile, sel.col_mask.long())
     out.index_put_((sel.cell_tile, sel.cell_slot), torch.ones_like(sel.cell_tile), accumulate=True)
     return out

@@ -8,14 +8,15 @@ ranges, which keeps the boxes tight.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .intervals import Bounds, Interval
-from .ops import Exact
-from .tiling import Enumeration, Fn, Members, Order, as_bool, as_interval, as_long, as_tri, chunks, interval_env, tile_bounds
+from .intervals import Bounds, Interval, Tri
+from .ops import DomainError, Exact
+from .refine import refine
+from .tiling import Enumeration, Fn, Members, Order, TileBounds, as_bool, as_interval, as_long, as_tri, chunks, interval_env, tile_bounds
 
 
 def exact_env(base: Mapping[str, Any], values: Mapping[str, torch.Tensor], pos: torch.Tensor, side: str) -> dict[str, Any]:
@@ -40,25 +41,14 @@ def direct_pairs(pred: Fn, q: Order, k: Order, values: Mapping[str, torch.Tensor
     levels = (max(q.n_tiles, k.n_tiles, 1) - 1).bit_length()
     tq = tile_bounds(q, side_values(values, "i"), levels)
     tk = tile_bounds(k, side_values(values, "j"), levels)
-    cq = torch.zeros(1, dtype=torch.int64)
-    ck = torch.zeros(1, dtype=torch.int64)
-    full = torch.zeros(1, dtype=torch.bool)
-    for lev in range(levels, -1, -1):
-        keep = (tq.count[lev][cq] > 0) & (tk.count[lev][ck] > 0)
-        cq, ck, full = cq[keep], ck[keep], full[keep]
-        todo = (~full).nonzero().flatten()
-        drop = torch.zeros_like(full)
-        for a, b in chunks(todo.numel(), 64):
-            at = todo[a:b]
-            scope = interval_env(interval_env(env, tq, lev, cq[at], (b - a,)), tk, lev, ck[at], (b - a,))
-            tri = as_tri(pred(Bounds, scope), (b - a,))
-            drop[at] = ~tri.can_true
-            full[at] = tri.all_true
-        cq, ck, full = cq[~drop], ck[~drop], full[~drop]
-        if lev > 0:
-            cq = (cq[:, None] * 2 + torch.tensor([0, 0, 1, 1])).flatten()
-            ck = (ck[:, None] * 2 + torch.tensor([0, 1, 0, 1])).flatten()
-            full = full.repeat_interleave(4)
+
+    def judge(lev: list[int], at: list[torch.Tensor], _: torch.Tensor) -> Tri:
+        scope = interval_env(interval_env(env, tq, lev[0], at[0], (at[0].numel(),)), tk, lev[1], at[1], (at[1].numel(),))
+        return as_tri(pred(Bounds, scope), (at[0].numel(),))
+
+    root = torch.zeros(1, dtype=torch.int64)
+    leaves = refine([tq, tk], [levels, levels], [root, root], judge)
+    cq, ck, full = leaves.idx[0], leaves.idx[1], leaves.full
     keep = (cq < q.n_tiles) & (ck < k.n_tiles)
     cq, ck, full = cq[keep], ck[keep], full[keep]
     full = full & (tq.count[0][cq] == q.tile) & (tk.count[0][ck] == k.tile)
@@ -98,9 +88,12 @@ class Selection:
     cell_tile: torch.Tensor
     cell_slot: torch.Tensor
     cell_key: torch.Tensor
+    # counting only: every tile in range_tiles[n] = [lo, hi) selects unit range_key[n] for all its queries
+    range_tiles: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2, dtype=torch.int64))
+    range_key: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
 
     def keys(self) -> torch.Tensor:
-        return torch.cat([self.full_key, self.col_key, self.cell_key])
+        return torch.cat([self.full_key, self.col_key, self.cell_key, self.range_key])
 
     def tile_unit_pairs(self) -> int:
         """How many (tile, unit) pairs (an estimate: a unit reached from two binder tuples counts twice)."""
@@ -155,25 +148,104 @@ def _check_c3(ps: PartitionState, chosen: torch.Tensor, inside: torch.Tensor, L:
         raise OutsideRegion(f"an at(...) position of partition `{ps.name}` lies outside its region at L = {L} (check C3)")
 
 
-def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], L: int) -> Selection:
+def _candidates(
+    ps: PartitionState, order: Order, tb: TileBounds, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], split_full: bool
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[list[int], list[torch.Tensor], torch.Tensor]]]:
+    """(live query tile, free-binder tuple) pairs whose select may hold: boxes of tile groups times
+    runs of consecutive tuples are pruned with the interval domain before any pair is evaluated.
+    Without `split_full`, boxes that hold everywhere come back whole (see `refine`)."""
+    F = ps.free.count
+    lf = (max(F, 1) - 1).bit_length()
+    fb = tile_bounds(Order(torch.arange(F), 1, True), ps.free.values, lf)
+
+    def judge(lev: list[int], at: list[torch.Tensor], _: torch.Tensor) -> Tri:
+        n = at[0].numel()
+        scope: dict[str, Any] = interval_env(interval_env(env, tb, lev[0], at[0], (n,)), fb, lev[1], at[1], (n,))
+        try:
+            for name, fn in ps.solved:
+                scope[name] = as_interval(fn(Bounds, scope), (n,))
+            return as_tri(ps.residual(Bounds, scope), (n,))
+        except DomainError:  # a wide box may leave the 64-bit range where its parts do not: split it
+            yes = torch.ones(n, dtype=torch.bool)
+            return Tri(yes, yes)
+
+    root = torch.zeros(1, dtype=torch.int64)
+    leaves = refine([tb, fb], [len(tb.count) - 1, lf], [root, root], judge, split_full=split_full)
+    return leaves.idx[0], leaves.idx[1], leaves.whole
+
+
+def _whole_units(
+    ps: PartitionState, order: Order, tb: TileBounds, whole: list[tuple[list[int], list[torch.Tensor], torch.Tensor]], values: Mapping[str, torch.Tensor], env: Mapping[str, Any], L: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Boxes whose select holds everywhere, one tuple at a time: where the solved binders and at()
+    positions are the same for the whole tile group, its unit is one key for a range of tiles; the
+    other (tile, tuple) pairs come back for the leaf-by-leaf path."""
+    F, n_tiles = ps.free.count, order.n_tiles
+    live = tb.count[0][:n_tiles] > 0
+    # first live tile at or after each tile: its first query stands for a uniform group
+    ahead = torch.where(live, torch.arange(n_tiles), n_tiles).flip(0).cummin(0).values.flip(0)
+    ranges, keys, rest_t, rest_f = [], [], [], []
+    tiles = order.tiles()
+    for (lq, lf), (ct, cf), _ in whole:
+        for a, b in chunks(ct.numel(), 1 << lf):
+            g = ct[a:b].repeat_interleave(1 << lf)
+            f = ((cf[a:b, None] << lf) + torch.arange(1 << lf)).flatten()
+            g, f = g[f < F], f[f < F]
+            n = g.numel()
+            free = {k: v[f] for k, v in ps.free.values.items()}
+            scope: dict[str, Any] = {**interval_env(env, tb, lq, g, (n,)), **free}
+            point = torch.ones(n, dtype=torch.bool)
+            try:
+                for name, fn in ps.solved:
+                    scope[name] = iv = as_interval(fn(Bounds, scope), (n,))
+                    point &= iv.lo == iv.hi
+                for at in (ps.query_at, ps.key_at):
+                    if at is not None:
+                        iv = as_interval(at(Bounds, scope), (n,))
+                        point &= iv.lo == iv.hi
+            except DomainError:
+                point[:] = False
+            lo, hi = g << lq, ((g + 1) << lq).clamp(max=n_tiles)
+            uni = point.nonzero().flatten()
+            first = ahead[lo[uni]]
+            bound = {k: v[uni][:, None] for k, v in free.items()}
+            for name, _fn in ps.solved:
+                bound[name] = scope[name].lo[uni][:, None]
+            key, ok, inside = _keys(ps, {**exact_env(env, values, tiles[first, :1], "i"), **bound}, (uni.numel(), 1), L)
+            ok = ok[:, 0]
+            _check_c3(ps, ok, inside[:, 0], L)
+            ranges.append(torch.stack([lo[uni][ok], hi[uni][ok]], 1))
+            keys.append(key[:, 0][ok])
+            spread = (~point).nonzero().flatten()  # per tile: every tile of the group with this tuple
+            width = hi[spread] - lo[spread]
+            t = torch.repeat_interleave(lo[spread], width) + torch.arange(int(width.sum())) - torch.repeat_interleave(torch.cumsum(width, 0) - width, width)
+            f = torch.repeat_interleave(f[spread], width)
+            rest_t.append(t[live[t]])
+            rest_f.append(f[live[t]])
+    empty = torch.zeros(0, dtype=torch.int64)
+    cat = lambda xs, e: torch.cat(xs) if xs else e  # noqa: E731
+    return cat(ranges, torch.zeros(0, 2, dtype=torch.int64)), cat(keys, empty), cat(rest_t, empty), cat(rest_f, empty)
+
+
+def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], L: int, counting: bool = False) -> Selection:
+    """Every (query tile, unit) the partition's `select` picks. `counting`: pooled units of a plain
+    select (no solved binders, tuples are the regions) may come back as whole blocks of ranges."""
     if ps.regions.count == 0:  # a partition with no region at this L contributes nothing
         empty = torch.zeros(0, dtype=torch.int64)
         return Selection(empty, empty, empty, empty, torch.zeros(0, order.tile, dtype=torch.bool), empty, empty, empty)
     if ps.free_fn is not None:
         return derived_units(ps, order, values, env, L)
     T = order.tile
-    tb = tile_bounds(order, side_values(values, "i"), 0)
+    tb = tile_bounds(order, side_values(values, "i"), (max(order.n_tiles, 1) - 1).bit_length())
     tiles = order.tiles()
-    count = tb.count[0][: order.n_tiles]
-    live = (count > 0).nonzero().flatten()
-    F = ps.free.count
+    cand_t, cand_f, whole = _candidates(ps, order, tb, values, env, split_full=not counting)
+    range_tiles, range_key, more_t, more_f = _whole_units(ps, order, tb, whole, values, env, L)
+    cand_t, cand_f = torch.cat([cand_t, more_t]), torch.cat([cand_f, more_f])
     fulls: list[tuple[torch.Tensor, torch.Tensor]] = []
     cols: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     cells: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    for a, b in chunks(live.numel() * F, 8 * T):
-        flat = torch.arange(a, b)
-        t = live[torch.div(flat, F, rounding_mode="floor")]
-        f = flat % F
+    for a, b in chunks(cand_t.numel(), 8 * T):
+        t, f = cand_t[a:b], cand_f[a:b]
         n = b - a
         free = {k: v[f] for k, v in ps.free.values.items()}
         scope: dict[str, Any] = {**interval_env(env, tb, 0, t, (n,)), **free}
@@ -233,6 +305,8 @@ def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Te
         torch.cat([c[0] for c in cells]) if cells else empty,
         torch.cat([c[1] for c in cells]) if cells else empty,
         torch.cat([c[2] for c in cells]) if cells else empty,
+        range_tiles,
+        range_key,
     )
 
 

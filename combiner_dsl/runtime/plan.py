@@ -266,7 +266,7 @@ class _Builder:
             k = self.order(seg.ksig, T)
             empty = torch.zeros(0, dtype=torch.int64)
             pairs = direct_pairs(_or([d.pred for d in seg.directs]), q, k, self.values, self.env) if seg.directs else (empty, empty, empty.bool())
-            sels = [select_units(states[n], q, self.values, self.env, self.L) for n in seg.parts]
+            sels = [select_units(states[n], q, self.values, self.env, self.L, self.counting) for n in seg.parts]
             if len(self.tiles) == 1:  # nothing to choose between
                 seg.q, seg.k, seg.pairs, seg.selections = q, k, pairs, sels
                 return
