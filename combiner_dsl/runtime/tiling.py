@@ -175,9 +175,16 @@ class Enumeration:
             count = total
         self.values = values
         self.count = count
+        # rectangular: every binder's range is the same whatever the earlier ones are, so a tuple's
+        # index is plain mixed-radix arithmetic (no gathers)
+        self.box = [(int(lo[0]), int(hi[0])) for lo, hi, _ in self.levels if lo.numel() and bool((lo == lo[0]).all() & (hi == hi[0]).all())]
+        if len(self.box) != len(self.levels):
+            self.box = []
 
     def lookup(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Index of each tuple, -1 where a value is outside its binder's range."""
+        if self.box:
+            return self._lookup_box(values)
         idx: torch.Tensor | None = None
         ok: torch.Tensor | None = None
         for name, (lo, hi, start) in zip(self.names, self.levels, strict=True):
@@ -196,6 +203,18 @@ class Enumeration:
             return torch.zeros((), dtype=torch.int64)
         assert ok is not None
         return torch.where(ok, idx, -1)
+
+
+    def _lookup_box(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        out: torch.Tensor | None = None
+        ok: torch.Tensor | None = None
+        for name, (lo, hi) in zip(self.names, self.box, strict=True):
+            v = torch.as_tensor(values[name], dtype=torch.int64)
+            good = (v >= lo) & (v < hi)
+            ok = good if ok is None else ok & good
+            out = v - lo if out is None else out * (hi - lo) + (v - lo)
+        assert out is not None and ok is not None
+        return torch.where(ok, out, -1)
 
 
 @dataclass(frozen=True)
