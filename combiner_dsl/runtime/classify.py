@@ -323,7 +323,7 @@ class Forest:
     roots: torch.Tensor
     lo: dict[str, torch.Tensor]  # per j-side value ("j", "@j0", ...): its min over each region's members
     hi: dict[str, torch.Tensor]
-    pyramid: tuple[dict[str, list[torch.Tensor]], dict[str, list[torch.Tensor]]]  # see member_pyramid
+    pyramid: TileBounds  # j-side values over aligned blocks of 1, 2, 4, ... consecutive member entries
 
 
 def forest(name: str, mem: Members, values: Mapping[str, torch.Tensor]) -> Forest:
@@ -354,62 +354,38 @@ def forest(name: str, mem: Members, values: Mapping[str, torch.Tensor]) -> Fores
         v = vals[mem.keys]
         lo[key] = torch.full((R,), 2**62, dtype=torch.int64).scatter_reduce(0, rid, v, "amin")
         hi[key] = torch.full((R,), -(2**62), dtype=torch.int64).scatter_reduce(0, rid, v, "amax")
-    return Forest(parent, offsets, kids, (nonempty & (parent < 0)).nonzero().flatten(), lo, hi, member_pyramid(mem, values))
+    entries = max(1, mem.keys.numel())
+    pyramid = tile_bounds(Order(mem.keys, 1, True), side_values(values, "j"), (entries - 1).bit_length())
+    return Forest(parent, offsets, kids, (nonempty & (parent < 0)).nonzero().flatten(), lo, hi, pyramid)
 
 
-def member_pyramid(mem: Members, values: Mapping[str, torch.Tensor]) -> tuple[dict[str, list[torch.Tensor]], dict[str, list[torch.Tensor]]]:
-    """Min / max of each j-side value over aligned blocks of 1, 2, 4, ... consecutive member entries."""
-    n = max(1, mem.keys.numel())
-    size = 1 << (n - 1).bit_length()
-    lo: dict[str, list[torch.Tensor]] = {}
-    hi: dict[str, list[torch.Tensor]] = {}
-    for key, vals in side_values(values, "j").items():
-        v = vals[mem.keys] if mem.keys.numel() else torch.zeros(0, dtype=torch.int64)
-        lo[key] = [torch.nn.functional.pad(v, (0, size - v.numel()), value=2**62)]
-        hi[key] = [torch.nn.functional.pad(v, (0, size - v.numel()), value=-(2**62))]
-        while lo[key][-1].numel() > 1:
-            lo[key].append(lo[key][-1].view(-1, 2).amin(1))
-            hi[key].append(hi[key][-1].view(-1, 2).amax(1))
-    return lo, hi
-
-
-def _contained(
-    free: Fn,
-    mem: Members,
-    pyramid: tuple[dict[str, list[torch.Tensor]], dict[str, list[torch.Tensor]]],
-    region: torch.Tensor,
-    query: torch.Tensor,
-    values: Mapping[str, torch.Tensor],
-    env: Mapping[str, Any],
-) -> torch.Tensor:
+def _contained(free: Fn, mem: Members, pyramid: TileBounds, region: torch.Tensor, query: torch.Tensor, values: Mapping[str, torch.Tensor], env: Mapping[str, Any]) -> torch.Tensor:
     """For each (region, query) pair: is every member of the region free for the query?
 
-    Bisects the region's run of member entries: a block whose value ranges make the predicate
-    all-true is fine, all-false refutes the pair, mixed splits in two; single entries are exact.
+    Refines each region's run of member entries (the pyramid's aligned blocks) looking for a key
+    that is not free: a block that is all free is done, one that is all not free refutes the pair.
     """
-    lo, hi = pyramid
     start = mem.offsets[region]
     stop = start + mem.sizes[region]
     level = int((mem.sizes[region].max() - 1).clamp(min=0)).bit_length() if region.numel() else 0
-    ok = torch.ones(region.numel(), dtype=torch.bool)
+    qenv = exact_env(env, values, query, "i")
+    sides = side_values(values, "i")
+
+    def judge(lev: list[int], at: list[torch.Tensor], pair: torch.Tensor) -> Tri:
+        scope = {k: (v[pair] if k in sides else v) for k, v in qenv.items()}
+        tri = as_tri(free(Bounds, interval_env(scope, pyramid, lev[0], at[0], (pair.numel(),))), (pair.numel(),))
+        return Tri(tri.can_false, tri.can_true)  # looking for keys that are not free
+
+    def within(lev: list[int], at: list[torch.Tensor], pair: torch.Tensor) -> torch.Tensor:
+        return (at[0] << lev[0] < stop[pair]) & ((at[0] + 1) << lev[0] > start[pair])
+
     pair = torch.arange(region.numel()).repeat_interleave(2)
     block = torch.stack([start >> level, (start >> level) + 1], 1).flatten()
-    qenv = exact_env(env, values, query, "i")
-    while pair.numel():
-        width = 1 << level
-        inside = (block * width < stop[pair]) & ((block + 1) * width > start[pair]) & ok[pair]
-        pair, block = pair[inside], block[inside]
-        scope = {k: (v[pair] if isinstance(v, torch.Tensor) and v.dim() == 1 and k in values else v) for k, v in qenv.items()}
-        scope.update({k: Interval(lo[k][level][block], hi[k][level][block]) for k in lo})
-        tri = as_tri(free(Bounds, scope), (pair.numel(),))
-        ok[pair[~tri.can_true]] = False
-        if level == 0:
-            ok[pair[tri.can_false]] = False
-            break
-        split = tri.mixed & ok[pair]
-        pair = pair[split].repeat_interleave(2)
-        block = (block[split][:, None] * 2 + torch.tensor([0, 1])).flatten()
-        level -= 1
+    found = refine([pyramid], [level], [block], judge, owner=pair, within=within, split_full=False, settle=True)
+    ok = torch.ones(region.numel(), dtype=torch.bool)
+    ok[found.owner] = False
+    for _, _, owners in found.whole:
+        ok[owners] = False
     return ok
 
 

@@ -27,7 +27,7 @@ Within = Callable[[list[int], list[torch.Tensor], torch.Tensor], torch.Tensor]
 class Refined:
     """Leaf boxes (level 0 on every axis) that may hold, and whether each holds on all of it. With
     `split_full=False` full boxes stop early: they are in `whole` (levels, block indices, owners),
-    not among the leaves."""
+    not among the leaves; with `settle` as well, an owner's first full box ends its search."""
 
     idx: list[torch.Tensor]
     owner: torch.Tensor
@@ -43,39 +43,42 @@ def refine(
     owner: torch.Tensor | None = None,
     within: Within | None = None,
     split_full: bool = True,
+    settle: bool = False,
     per_box: int = 64,
 ) -> Refined:
     lev = list(levels)
-    ix = [x.clone() for x in idx]
-    own = torch.arange(ix[0].numel()) if owner is None else owner.clone()
-    full = torch.zeros(own.numel(), dtype=torch.bool)
+    ix = list(idx)
+    own = torch.arange(ix[0].numel()) if owner is None else owner
+    done = torch.zeros(int(own.max()) + 1 if own.numel() else 0, dtype=torch.bool)
     retired: list[tuple[list[int], list[torch.Tensor], torch.Tensor]] = []
     while True:
-        keep = torch.ones(own.numel(), dtype=torch.bool)
+        keep = ~done[own]
         for axis, level, x in zip(axes, lev, ix, strict=True):
             keep &= axis.count[level][x] > 0
         if within is not None:
             keep &= within(lev, ix, own)
-        ix, own, full = [x[keep] for x in ix], own[keep], full[keep]
-        todo = (~full).nonzero().flatten()
-        drop = torch.zeros_like(full)
-        for a, b in chunks(todo.numel(), per_box):
-            at = todo[a:b]
-            tri = judge(lev, [x[at] for x in ix], own[at])
-            drop[at] = ~tri.can_true
-            full[at] = tri.all_true
-        ix, own, full = [x[~drop] for x in ix], own[~drop], full[~drop]
+        at = keep.nonzero().flatten()
+        ix, own = [x[at] for x in ix], own[at]
+        can = torch.zeros(own.numel(), dtype=torch.bool)
+        full = torch.zeros(own.numel(), dtype=torch.bool)
+        for a, b in chunks(own.numel(), per_box):
+            tri = judge(lev, [x[a:b] for x in ix], own[a:b])
+            can[a:b], full[a:b] = tri.can_true, tri.all_true
         if all(level == 0 for level in lev):
+            ix, own, full = [x[can] for x in ix], own[can], full[can]
             break
         # full boxes leave the loop now: their leaves are laid out once at the end, not level by level
         if bool(full.any()):
             retired.append((list(lev), [x[full] for x in ix], own[full]))
-        ix, own, full = [x[~full] for x in ix], own[~full], full[~full]
+            if settle:  # one full box answers for its owner: the owner's other boxes can stop
+                done[own[full]] = True
+        at = (can & ~full).nonzero().flatten()
+        ix, own = [x[at] for x in ix], own[at]
         for n, level in enumerate(lev):
             if level == 0:
                 continue
             ix = [(x[:, None] * 2 + torch.tensor([0, 1])).flatten() if m == n else x.repeat_interleave(2) for m, x in enumerate(ix)]
-            own, full = own.repeat_interleave(2), full.repeat_interleave(2)
+            own = own.repeat_interleave(2)
             lev[n] = level - 1
     if not split_full:
         return Refined(ix, own, full, retired)
