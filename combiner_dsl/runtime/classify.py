@@ -223,8 +223,12 @@ def _whole_units(
             rest_t.append(t[live[t]])
             rest_f.append(f[live[t]])
     empty = torch.zeros(0, dtype=torch.int64)
-    cat = lambda xs, e: torch.cat(xs) if xs else e  # noqa: E731
-    return cat(ranges, torch.zeros(0, 2, dtype=torch.int64)), cat(keys, empty), cat(rest_t, empty), cat(rest_f, empty)
+    return (
+        torch.cat(ranges) if ranges else torch.zeros(0, 2, dtype=torch.int64),
+        torch.cat(keys) if keys else empty,
+        torch.cat(rest_t) if rest_t else empty,
+        torch.cat(rest_f) if rest_f else empty,
+    )
 
 
 def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], L: int, counting: bool = False) -> Selection:
@@ -238,8 +242,8 @@ def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Te
     T = order.tile
     tb = tile_bounds(order, side_values(values, "i"), (max(order.n_tiles, 1) - 1).bit_length())
     tiles = order.tiles()
-    cand_t, cand_f, whole = _candidates(ps, order, tb, values, env, split_full=not counting)
-    range_tiles, range_key, more_t, more_f = _whole_units(ps, order, tb, whole, values, env, L)
+    cand_t, cand_f, boxes = _candidates(ps, order, tb, values, env, split_full=not counting)
+    range_tiles, range_key, more_t, more_f = _whole_units(ps, order, tb, boxes, values, env, L)
     cand_t, cand_f = torch.cat([cand_t, more_t]), torch.cat([cand_f, more_f])
     fulls: list[tuple[torch.Tensor, torch.Tensor]] = []
     cols: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
