@@ -14,6 +14,7 @@ import torch
 from . import ir
 from .errors import CoverageError, LengthError
 from .evaluate import binder_table, evaluate, let_values
+from .laminar import forest_selection
 from .limits import MAX_DENSE_CELLS, MAX_DENSE_L, MAX_REGIONS
 from .verdict import Witness
 
@@ -101,8 +102,36 @@ def derive_selection(member: torch.Tensor, nonempty: torch.Tensor, free: torch.T
     """Inclusion-maximal non-empty regions inside each query's free keys (Γ_i minus D_i), and why
     the generated module could not plan them (its planner needs nested-or-disjoint regions).
 
-    Fails with a C1 witness when two of the regions it would select overlap.
+    Laminar families go through their containment forest (`laminar.forest_selection`), as in the
+    planner; only a crossing family, which no module can run, is decided from the definition, to
+    find its C1 witness or say why it is unsupported. Fails with a C1 witness when two of the
+    regions it would select overlap.
     """
+    rows = nonempty.nonzero().flatten()
+    uniq, back = torch.unique(member[rows], dim=0, return_inverse=True)
+    picked = forest_selection(uniq, free)
+    if picked is None:
+        return _crossing_selection(member, nonempty, free, part, tuples, L)
+    chosen = torch.zeros(free.shape[0], member.shape[0], dtype=torch.bool)
+    chosen[:, rows] = picked[:, back]
+    # distinct sets of a laminar family that are both maximal are disjoint: only copies of one set overlap
+    copies = torch.bincount(back, minlength=uniq.shape[0]) > 1
+    twice = picked[:, copies]
+    if bool(twice.any()):
+        i = int(twice.any(1).nonzero()[0])
+        j = int(uniq[copies][twice[i]].any(0).nonzero()[0])
+        _overlap(chosen, member, part, tuples, L, i, j)
+    return chosen, None
+
+
+def _overlap(chosen: torch.Tensor, member: torch.Tensor, part: ir.Partition, tuples: list[tuple[int, ...]], L: int, i: int, j: int) -> None:
+    names = [part.region_name(tuples[r]) for r in (chosen[i] & member[:, j]).nonzero().flatten().tolist()]
+    witness = Witness("C1", L, i, j, tuple(names[:2]))
+    raise CoverageError(f"derived selection of `{part.name}` is ambiguous: {witness.explain()}", witness)
+
+
+def _crossing_selection(member: torch.Tensor, nonempty: torch.Tensor, free: torch.Tensor, part: ir.Partition, tuples: list[tuple[int, ...]], L: int) -> tuple[torch.Tensor, str]:
+    """The definition, for a family with two crossing regions: O(L^2 R) products."""
     m = member.float()
     inside = ((~free).float() @ m.T == 0) & nonempty[None, :]  # [L, R]: region ⊆ free keys of i
     subset = ((m @ (~member).float().T) == 0) & nonempty[:, None]  # [R, R]: region v ⊆ region w
@@ -112,12 +141,8 @@ def derive_selection(member: torch.Tensor, nonempty: torch.Tensor, free: torch.T
     overlap = (chosen.float() @ m) > 1  # [L, L]: a key in two chosen regions
     if bool(overlap.any()):
         i, j = (int(x) for x in overlap.nonzero()[0])
-        names = [part.region_name(tuples[r]) for r in (chosen[i] & member[:, j]).nonzero().flatten().tolist()]
-        witness = Witness("C1", L, i, j, tuple(names[:2]))
-        raise CoverageError(f"derived selection of `{part.name}` is ambiguous: {witness.explain()}", witness)
+        _overlap(chosen, member, part, tuples, L, i, j)
     crossing = ((m @ m.T) > 0) & ~subset & ~subset.T & nonempty[:, None] & nonempty[None, :]
-    if not bool(crossing.any()):
-        return chosen, None
     v, w = (int(x) for x in crossing.nonzero()[0])
     j = int((member[v] & member[w]).nonzero()[0])
     a, b = part.region_name(tuples[v]), part.region_name(tuples[w])

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import combiner_dsl
 from combiner_dsl.cli import main
-from combiner_dsl.forest import family_forest, forest_selection, forests
+from combiner_dsl.forest import family_forest, forests
+from combiner_dsl.laminar import forest_selection
 from combiner_dsl.layout import allowed_mask, build_layout, derive_selection
 from combiner_dsl.reach import reach
 
@@ -99,6 +100,17 @@ def laminar_family(draw: st.DrawFn) -> tuple[int, torch.Tensor, torch.Tensor]:
     return L, member, direct
 
 
+def dense_selection(member: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+    """The definition, independent of any forest: [Q, R], the regions inside free[i] that no other
+    region inside free[i] strictly contains."""
+    m = member.float()
+    nonempty = member.any(dim=1)
+    inside = ((~free).float() @ m.T == 0) & nonempty[None, :]
+    subset = (m @ (~member).float().T) == 0  # [R, R]: v ⊆ w
+    strict = subset & ~subset.T
+    return inside & ~((inside.float() @ strict.float().T) > 0)
+
+
 @settings(max_examples=60, deadline=None)
 @given(laminar_family(), st.booleans())
 def test_laminar_family_with_singletons_is_never_refuted(case: tuple[int, torch.Tensor, torch.Tensor], causal: bool) -> None:
@@ -112,6 +124,7 @@ def test_laminar_family_with_singletons_is_never_refuted(case: tuple[int, torch.
     assert torch.equal(routes, allowed.long())  # disjoint and covering
     graph, cross = family_forest(member, [str(r) for r in range(member.shape[0])])
     assert cross is None and nx.is_forest(graph.to_undirected())
+    assert torch.equal(dense_selection(member, allowed & ~direct), chosen)
     assert torch.equal(forest_selection(member, allowed & ~direct), chosen)  # type: ignore[arg-type]
 
 
@@ -123,9 +136,11 @@ def test_forest_selection_equals_the_dense_derivation_on_the_examples(name: str)
         for rs in lay.plans[0].regions:
             keep = rs.member.any(dim=1)
             free = lay.allowed & ~lay.plans[0].direct
-            dense, _ = derive_selection(rs.member, keep, free, rs.partition, list(rs.binders), L)
-            assert torch.equal(forest_selection(rs.member[keep], free), dense[:, keep])  # type: ignore[arg-type]
-            assert torch.equal(rs.select[:, keep], dense[:, keep])  # the written select is the derived one
+            dense = dense_selection(rs.member[keep], free)
+            derived, _ = derive_selection(rs.member, keep, free, rs.partition, list(rs.binders), L)
+            assert torch.equal(forest_selection(rs.member[keep], free), dense)  # type: ignore[arg-type]
+            assert torch.equal(derived[:, keep], dense)
+            assert torch.equal(rs.select[:, keep], dense)  # the written select is the derived one
 
 
 @settings(max_examples=40, deadline=None)
