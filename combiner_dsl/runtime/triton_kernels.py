@@ -31,13 +31,7 @@ def _idx(x, I64: tl.constexpr):
 @triton.jit
 def _tile_rows(QS, qt, sub, L, TQ, BM: tl.constexpr, Q_PERM: tl.constexpr, I64: tl.constexpr):
     rm = sub * BM + tl.arange(0, BM)  # row inside the plan tile
-    if Q_PERM:
-        rows = _idx(tl.load(QS + qt * TQ + rm, mask=rm < TQ, other=-1), I64)
-        row_ok = rows >= 0
-        rows = tl.where(row_ok, rows, 0)
-    else:
-        rows = qt * TQ + rm
-        row_ok = (rm < TQ) & (rows < L)
+    rows, row_ok = _tile_cols(QS, qt, rm, L, TQ, Q_PERM, I64)  # rows of a tile are read like its columns
     return rm, rows, row_ok
 
 
