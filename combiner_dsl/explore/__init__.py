@@ -81,7 +81,7 @@ def explore(
                 plans.append((direct, fam, s.text))
     if mix:
         cands += _mixtures(src, plans, screen)
-    cands = [measure(c, L) for c in cands]
+    cands = [measure(c, L, pattern, screen) for c in cands]
     cands.sort(key=Candidate.key)
     if prove_top > 0:
         top = [c for c in cands if c.written and c.verdict.holds][:prove_top]
