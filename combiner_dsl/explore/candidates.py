@@ -19,7 +19,7 @@ from ..evaluate import let_values
 from ..layout import build_layout
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-FAMILIES = ("blocks", "dyadic", "colprefix", "rowsplit", "residues", "rows_at")
+FAMILIES = ("blocks", "dyadic", "powers", "sdyadic", "colprefix", "rowsplit", "residues", "rows_at")
 MAX_CONSTANT = 4096  # literals of the source above this are not tried as sizes
 
 
@@ -155,13 +155,51 @@ def families(src: Source, summaries: tuple[str, ...], kinds: tuple[str, ...]) ->
             at = f"at(r * {s} + i % {s})"
             part = Part(f"row[r in 0 .. cdiv(L, {s})]", f"j // {s} == r", (f"r < i // {s}",), f"query = {at}, key = {at}")
             out.append(Family(f"rows_at({s})", "rows_at", (), (part,)))
+    bounds = ["i", *(f"{s} * (i // {s})" for s in src.sizes), *(f"max(i - {c - 1}, 0)" for c in src.constants)]
     if "dyadic" in kinds and src.causal:
-        bounds = ["i", *(f"{s} * (i // {s})" for s in src.sizes), *(f"max(i - {c - 1}, 0)" for c in src.constants)]
         taken = {n for n, _ in src.lets}
         K = next(n for n in ("K", "K2", "levels") if n not in taken)
         part = Part(f"dyadic[l in 0 .. {K}, r in 0 .. cdiv(L, 2 ** l)]", "j // 2 ** l == r", tuple(_fenwick(b) for b in bounds), pooled)
         out.append(Family("dyadic", "dyadic", ((K, "clog2(L)"),), (part,)))
+    if "powers" in kinds and src.causal:
+        out += [_powers(src, s, bounds, pooled) for s in sizes if s != "2"]  # base 2 is `dyadic`
+    if "sdyadic" in kinds and src.causal:
+        out += [_sdyadic(src, s, pooled) for s in sizes]
     return out
+
+
+def _fresh(src: Source, name: str) -> str:
+    """A let name for a family, clear of the source's lets (family lets are shared by equal text)."""
+    taken = {n for n, _ in src.lets}
+    return next(n for n in (name, f"{name}_", f"{name}__") if n not in taken)
+
+
+def _powers(src: Source, s: str, bounds: list[str], pooled: str | None) -> Family:
+    """Blocks of b ** l for every level l: singletons, b, b ** 2, ... (with b = isqrt(L): the
+    nested blocks of sizes s and s ** 2). The levels stop once b ** K >= L: K * ilog2(b) >= clog2(L)
+    guarantees it without a log base b. A size let s gives the base max(s, 2) so that the levels
+    stay distinct when s = 1 (short L)."""
+    if s.isdigit():
+        b, lets = s, ((_fresh(src, f"lv_{s}"), f"cdiv(clog2(L), ilog2({s}))"),)
+    else:
+        b = _fresh(src, f"b_{s}")
+        lets = ((b, f"max({s}, 2)"), (_fresh(src, f"lv_{s}"), f"cdiv(clog2(L), ilog2({b}))"))
+    K = lets[-1][0]
+
+    def digits(B: str) -> str:  # the base-b digits of B: level l takes the regions below B under its parent
+        B = B if re.fullmatch(r"[A-Za-z_0-9]+", B) else f"({B})"
+        return f"{B} // {b} ** (l + 1) * {b} <= r and r < {B} // {b} ** l"
+
+    part = Part(f"nest[l in 0 .. {K}, r in 0 .. cdiv(L, {b} ** l)]", f"j // {b} ** l == r", tuple(digits(B) for B in bounds), pooled)
+    return Family(f"powers({s})", "powers", lets, (part,))
+
+
+def _sdyadic(src: Source, s: str, pooled: str | None) -> Family:
+    """Blocks of s * 2 ** l: the Fenwick decomposition of the earlier blocks of size s."""
+    K = _fresh(src, f"ls_{s}")
+    sel = f"(i // {s} // 2 ** l) % 2 == 1 and r == i // {s} // 2 ** l - 1"
+    part = Part(f"sdyadic[l in 0 .. {K}, r in 0 .. cdiv(L, {s} * 2 ** l)]", f"j // ({s} * 2 ** l) == r", (sel,), pooled)
+    return Family(f"sdyadic({s})", "sdyadic", ((K, f"clog2(cdiv(L, {s}))"),), (part,))
 
 
 def render(src: Source, name: str, direct: DirectSet, plans: tuple[tuple[Family, tuple[str | None, ...]], ...], mix: str | None = None) -> str:

@@ -70,7 +70,10 @@ def measure(c: Candidate, L: int, source: ir.Pattern, screen: tuple[int, ...]) -
 
 
 def prove(c: Candidate, lengths: tuple[int, ...], timeout_s: float) -> Candidate:
-    verdict = api.load(text=c.text).check(L=lengths, prove=True, timeout_s=timeout_s)
+    """Check at `lengths`, then prove; all solver queries of one candidate stop after twice the
+    per-query limit (a successful proof of the shipped families takes a few queries; a family
+    outside the prover's reach should not hold up the others)."""
+    verdict = api.load(text=c.text).check(L=lengths, prove=True, timeout_s=timeout_s, budget_s=2 * timeout_s)
     return replace(c, verdict=verdict)
 
 
