@@ -63,23 +63,35 @@ def test_fidelity_is_one_for_the_paper_recipe_and_lower_for_a_fenwick_split() ->
     assert fidelity(_load("sparse/sparse_logsparse").pattern, _load("combiner_logsparse").pattern, (16,)) < 1.0
 
 
+def _chosen_sizes(pattern: combiner_dsl.ir.Pattern, L: int, i: int) -> list[int]:
+    regions = build_layout(pattern, L).plans[0].regions
+    return sorted(int(rs.member[r].sum()) for rs in regions for r in rs.select[i].nonzero().flatten().tolist())
+
+
 def test_nested_families_are_in_the_search_space_and_laminar() -> None:
     src = read_source(_load("sparse/sparse_fixed").pattern)
     fams = {f.tag: f for f in families(src, ("max",), FAMILIES)}
-    assert {"blocks(s)", "dyadic", "powers(s)", "sdyadic(s)"} <= set(fams)
+    assert {"blocks(s)", "nested(s)", "dyadic", "sdyadic(s)"} <= set(fams)
     d1 = DirectSet("d1", src.disjuncts[0])
-    for tag in ("powers(s)", "sdyadic(s)"):
+    for tag in ("nested(s)", "sdyadic(s)"):
         s = synthesise(src, d1, fams[tag], (1, 2, 3, 4, 9, 10, 17, 30))
         assert s.witness is None and s.written, tag
         pattern = combiner_dsl.load(text=s.text).pattern
-        (forest,) = forests(pattern, 30)
-        assert forest.laminar and forest.height >= 2, tag
-    # at L = 30 (s = 5) the query i = 29 takes the block [0, 25) of size s ** 2, then blocks of size s
-    powers = combiner_dsl.load(text=synthesise(src, d1, fams["powers(s)"], (30,)).text).pattern
-    (rs,) = build_layout(powers, 30).plans[0].regions
-    chosen = sorted(int(rs.member[r].sum()) for r in rs.select[29].nonzero().flatten().tolist())
-    assert chosen == [25]
-    assert sorted(int(rs.member[r].sum()) for r in rs.select[24].nonzero().flatten().tolist()) == [5, 5, 5, 5]
+        assert all(f.laminar for f in forests(pattern, 30)), tag
+    # at L = 30 (s = 5) query 29 takes the block [0, 25) of size s ** 2; query 24 four blocks of size s
+    nested = combiner_dsl.load(text=synthesise(src, d1, fams["nested(s)"], (30,)).text).pattern
+    assert _chosen_sizes(nested, 30, 29) == [25]
+    assert _chosen_sizes(nested, 30, 24) == [5, 5, 5, 5]
+    # blocks of s * 2 ** l: query 29 has five earlier blocks of 5 (101 in binary): one of 20, one of 5
+    sdyadic = combiner_dsl.load(text=synthesise(src, d1, fams["sdyadic(s)"], (30,)).text).pattern
+    assert _chosen_sizes(sdyadic, 30, 29) == [5, 20] and _chosen_sizes(sdyadic, 30, 19) == [5, 10]
+    # a literal of the source is a base: b ** l for the window's 64
+    window = read_source(combiner_dsl.load(text=WINDOW).pattern)
+    powers = next(f for f in families(window, ("max",), FAMILIES) if f.tag == "powers(64)")
+    s = synthesise(window, DirectSet("all", window.direct), powers, (1, 5, 65, 70, 131))
+    assert s.witness is None and s.written
+    pattern = combiner_dsl.load(text=s.text).pattern
+    assert _chosen_sizes(pattern, 131, 130) == [1, 1, 1, 64]  # [0, 67) = one block of 64, then 3 keys
 
 
 @pytest.mark.slow
