@@ -33,6 +33,7 @@ class Candidate:
     units: int | None = None  # summary pairs at the ranking length (pairs inside the summaries)
     fidelity: float | None = None  # fraction of faithful queries at the screening lengths (fidelity.py)
     pareto: bool = False
+    provable: bool = True  # every family's rules are in the prover's reach (candidates.Family)
 
     @property
     def strength(self) -> str:
