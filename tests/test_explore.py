@@ -142,6 +142,7 @@ def test_emitted_files_recheck_to_the_reported_verdict_and_cost(tmp_path: Path, 
     assert main(["explore", str(EX / "sparse/sparse_logsparse.cmb"), "--top", "2", "-o", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert len(report["written"]) == 2
+    assert isinstance(report["candidates"][0]["fidelity"], float) and all("fidelity" in c for c in report["candidates"])
     for c in report["candidates"][:2]:
         spec = combiner_dsl.load(tmp_path / f"{c['name']}.cmb")
         assert spec.check(L=[1, 7, 64], timeout_s=10.0).status == c["verdict"]
