@@ -193,8 +193,8 @@ def _nested(src: Source, s: str, pooled: str | None) -> Family:
     else:
         big, small = f"r != i // {t}", f"r // {m} == i // {t} and r != i // {s}"
     parts = (
-        Part(f"big[r in 0 .. cdiv(L, {t})]", f"j // {t} == r", (big,), pooled),
-        Part(f"block[r in 0 .. cdiv(L, {s})]", f"j // {s} == r", (small,), pooled),
+        Part(f"coarse[r in 0 .. cdiv(L, {t})]", f"j // {t} == r", (big,), pooled),
+        Part(f"fine[r in 0 .. cdiv(L, {s})]", f"j // {s} == r", (small,), pooled),
     )
     # two partitions (one per level) keep every rule linear in the blocks, which the prover takes;
     # derived selection works per partition, so it would pick both levels: `joint`
