@@ -85,6 +85,11 @@ def test_nested_families_are_in_the_search_space_and_laminar() -> None:
     # blocks of s * 2 ** l: query 29 has five earlier blocks of 5 (101 in binary): one of 20, one of 5
     sdyadic = combiner_dsl.load(text=synthesise(src, d1, fams["sdyadic(s)"], (30,)).text).pattern
     assert _chosen_sizes(sdyadic, 30, 29) == [5, 20] and _chosen_sizes(sdyadic, 30, 19) == [5, 10]
+    # the bidirectional templates: every other big block, and the other blocks of the own big block
+    bidir = read_source(combiner_dsl.load(text=_load("sparse/sparse_fixed").pattern.source.text.replace("causal", "bidirectional")).pattern)
+    bfam = next(f for f in families(bidir, ("max",), FAMILIES) if f.tag == "nested(s)")
+    b = synthesise(bidir, DirectSet("d1", bidir.disjuncts[0]), bfam, (1, 2, 3, 4, 9, 10, 17, 30))
+    assert b.witness is None and b.written and "r != i // t_s" in b.text
     # a literal of the source is a base: b ** l for the window's 64
     window = read_source(combiner_dsl.load(text=WINDOW).pattern)
     powers = next(f for f in families(window, ("max",), FAMILIES) if f.tag == "powers(64)")
