@@ -158,3 +158,20 @@ def test_a_crossing_family_is_reported(case: tuple[int, torch.Tensor, torch.Tens
     assert cross is not None and forest_selection(fam, torch.ones(L, L, dtype=torch.bool)) is None
     x, y = fam[cross[0]], fam[cross[1]]
     assert bool((x & y).any()) and bool((x & ~y).any()) and bool((y & ~x).any())
+
+
+@pytest.mark.parametrize("L", [2, 9, 100, 127, 128, 129])
+def test_logsparse_layers_are_floor_log2_by_an_independent_bfs(L: int) -> None:
+    """Edges j -> i for i - j in {0, 1, 2, 4, ...}: a shortest path takes one hop per set bit of the
+    distance, so the layers are the largest popcount of a distance below L, floor(log2 L), which is
+    below clog2(L) when L is not a power of two."""
+    g = nx.DiGraph()
+    g.add_nodes_from(range(L))
+    g.add_edges_from((i - (1 << k), i) for i in range(L) for k in range(L.bit_length()) if i - (1 << k) >= 0)
+    dist = dict(nx.all_pairs_shortest_path_length(g))
+    layers = max(dist[j][i] for i in range(L) for j in range(i))
+    popcount = max(bin(d).count("1") for d in range(1, L))
+    assert layers == popcount == L.bit_length() - 1  # floor(log2 L)
+    assert reach(combiner_dsl.load(EX / "sparse/sparse_logsparse.cmb").pattern, L).layers == layers
+    if L & (L - 1):
+        assert layers == (L - 1).bit_length() - 1  # clog2(L) - 1: one layer fewer than clog2 would say

@@ -43,7 +43,7 @@ def screening_lengths(src: Source) -> tuple[int, ...]:
 
 def _candidate(name: str, text: str, direct: DirectSet, fams: tuple[Family, ...], written: bool, screen: tuple[int, ...]) -> Candidate:
     verdict = api.load(text=text).check(L=screen, prove=False)
-    return Candidate(name, text, direct.tag, tuple(f.tag for f in fams), written, verdict)
+    return Candidate(name, text, direct.tag, tuple(f.tag for f in fams), written, verdict, provable=all(f.provable for f in fams))
 
 
 def explore(
@@ -57,7 +57,8 @@ def explore(
     prove_top: int = 3,
     timeout_s: float = 10.0,
 ) -> ExploreResult:
-    """Every (direct set, region family) candidate, checked; the best `prove_top` also proved."""
+    """Every (direct set, region family) candidate, checked; the best `prove_top` the prover can
+    take also proved (the others keep their exhaustive check at the screening lengths)."""
     start = time.perf_counter()
     bad = [k for k in kinds if k not in FAMILIES]
     if bad:
@@ -81,10 +82,10 @@ def explore(
                 plans.append((direct, fam, s.text))
     if mix:
         cands += _mixtures(src, plans, screen)
-    cands = [measure(c, L) for c in cands]
+    cands = [measure(c, L, pattern, screen) for c in cands]
     cands.sort(key=Candidate.key)
     if prove_top > 0:
-        top = [c for c in cands if c.written and c.verdict.holds][:prove_top]
+        top = [c for c in cands if c.written and c.verdict.holds and c.provable][:prove_top]
         proved = {c.name: prove(c, PROVE_LENGTHS, timeout_s) for c in top}
         cands = sorted((proved.get(c.name, c) for c in cands), key=Candidate.key)
     return ExploreResult(pattern.name, L, tuple(pareto(cands)), time.perf_counter() - start)

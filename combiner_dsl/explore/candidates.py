@@ -19,7 +19,7 @@ from ..evaluate import let_values
 from ..layout import build_layout
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-FAMILIES = ("blocks", "dyadic", "colprefix", "rowsplit", "residues", "rows_at")
+FAMILIES = ("blocks", "nested", "dyadic", "powers", "sdyadic", "colprefix", "rowsplit", "residues", "rows_at")
 MAX_CONSTANT = 4096  # literals of the source above this are not tried as sizes
 
 
@@ -46,6 +46,8 @@ class Family:
     kind: str  # one of FAMILIES
     lets: tuple[tuple[str, str], ...]
     parts: tuple[Part, ...]
+    joint: bool = False  # the partitions form one laminar family together: written selects only
+    provable: bool = True  # False: the prover does not take its rules today; explore does not try
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ def families(src: Source, summaries: tuple[str, ...], kinds: tuple[str, ...]) ->
         if "blocks" in kinds:
             sel = f"r < i // {s}" if src.causal else f"r != i // {s}"
             out.append(Family(f"blocks({s})", "blocks", (), (Part(f"block[r in 0 .. cdiv(L, {s})]", f"j // {s} == r", (sel,), pooled),)))
+        if "nested" in kinds:
+            out.append(_nested(src, s, pooled))
         if "colprefix" in kinds and src.causal:
             part = Part(f"colprefix[c in 0 .. {s}, a in 0 .. cdiv(L, {s})]", f"j % {s} == c and j // {s} < a", (f"a == i // {s} and c != i % {s}",), pooled)
             out.append(Family(f"colprefix({s})", "colprefix", (), (part,)))
@@ -155,13 +159,70 @@ def families(src: Source, summaries: tuple[str, ...], kinds: tuple[str, ...]) ->
             at = f"at(r * {s} + i % {s})"
             part = Part(f"row[r in 0 .. cdiv(L, {s})]", f"j // {s} == r", (f"r < i // {s}",), f"query = {at}, key = {at}")
             out.append(Family(f"rows_at({s})", "rows_at", (), (part,)))
+    bounds = ["i", *(f"{s} * (i // {s})" for s in src.sizes), *(f"max(i - {c - 1}, 0)" for c in src.constants)]
     if "dyadic" in kinds and src.causal:
-        bounds = ["i", *(f"{s} * (i // {s})" for s in src.sizes), *(f"max(i - {c - 1}, 0)" for c in src.constants)]
         taken = {n for n, _ in src.lets}
         K = next(n for n in ("K", "K2", "levels") if n not in taken)
         part = Part(f"dyadic[l in 0 .. {K}, r in 0 .. cdiv(L, 2 ** l)]", "j // 2 ** l == r", tuple(_fenwick(b) for b in bounds), pooled)
         out.append(Family("dyadic", "dyadic", ((K, "clog2(L)"),), (part,)))
+    if "powers" in kinds and src.causal:  # a literal base (2 is `dyadic`); a size let gives `nested`
+        out += [_powers(src, str(c), bounds, pooled) for c in src.constants if c >= 3]
+    if "sdyadic" in kinds and src.causal:
+        out += [_sdyadic(src, s, pooled) for s in sizes]
     return out
+
+
+def _fresh(src: Source, name: str) -> str:
+    """A let name for a family, clear of the source's lets (family lets are shared by equal text)."""
+    taken = {n for n, _ in src.lets}
+    return next(n for n in (name, f"{name}_", f"{name}__") if n not in taken)
+
+
+def _nested(src: Source, s: str, pooled: str | None) -> Family:
+    """Blocks of s inside blocks of s * max(s, 2) (s ** 2 once s >= 2; the factor 2 keeps the two
+    levels distinct at s = 1): earlier big blocks whole, then the earlier small blocks of the
+    query's big block."""
+    lets: tuple[tuple[str, str], ...] = ()
+    if s.isdigit():
+        m, t = s, str(int(s) * max(int(s), 2))
+    else:
+        m, t = _fresh(src, f"m_{s}"), _fresh(src, f"t_{s}")
+        lets = ((m, f"max({s}, 2)"), (t, f"{s} * {m}"))
+    if src.causal:
+        big, small = f"r < i // {t}", f"{m} * (i // {t}) <= r and r < i // {s}"
+    else:
+        big, small = f"r != i // {t}", f"r // {m} == i // {t} and r != i // {s}"
+    parts = (
+        Part(f"coarse[r in 0 .. cdiv(L, {t})]", f"j // {t} == r", (big,), pooled),
+        Part(f"fine[r in 0 .. cdiv(L, {s})]", f"j // {s} == r", (small,), pooled),
+    )
+    # two partitions (one per level) keep every rule linear in the blocks, which the prover takes;
+    # derived selection works per partition, so it would pick both levels: `joint`
+    return Family(f"nested({s})", "nested", lets, parts, joint=True)
+
+
+def _powers(src: Source, b: str, bounds: list[str], pooled: str | None) -> Family:
+    """Blocks of b ** l for every level l: singletons, b, b ** 2, ... up to b ** K >= L, which
+    K * ilog2(b) >= clog2(L) guarantees without a log base b."""
+    K = _fresh(src, f"lv_{b}")
+    lets = ((K, f"cdiv(clog2(L), ilog2({b}))"),)
+
+    def digits(B: str) -> str:  # the base-b digits of B: level l takes the regions below B under its parent
+        B = B if re.fullmatch(r"[A-Za-z_0-9]+", B) else f"({B})"
+        return f"{B} // {b} ** (l + 1) * {b} <= r and r < {B} // {b} ** l"
+
+    part = Part(f"nest[l in 0 .. {K}, r in 0 .. cdiv(L, {b} ** l)]", f"j // {b} ** l == r", tuple(digits(B) for B in bounds), pooled)
+    # `b ** l` with b >= 3: the prover's power axioms do not settle C2 within its budget
+    return Family(f"powers({b})", "powers", lets, (part,), provable=False)
+
+
+def _sdyadic(src: Source, s: str, pooled: str | None) -> Family:
+    """Blocks of s * 2 ** l: the Fenwick decomposition of the earlier blocks of size s."""
+    K = _fresh(src, f"ls_{s}")
+    sel = f"(i // {s} // 2 ** l) % 2 == 1 and r == i // {s} // 2 ** l - 1"
+    part = Part(f"sdyadic[l in 0 .. {K}, r in 0 .. cdiv(L, {s} * 2 ** l)]", f"j // ({s} * 2 ** l) == r", (sel,), pooled)
+    # a block size s * 2 ** l is non-linear unless s is a literal: outside the prover's reach
+    return Family(f"sdyadic({s})", "sdyadic", ((K, f"clog2(cdiv(L, {s}))"),), (part,), provable=s.isdigit())
 
 
 def render(src: Source, name: str, direct: DirectSet, plans: tuple[tuple[Family, tuple[str | None, ...]], ...], mix: str | None = None) -> str:

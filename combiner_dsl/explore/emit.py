@@ -36,15 +36,16 @@ def _row(rank: int, c: Candidate) -> list[str]:
         status = f"refuted {w.check} (L={w.L}, i={w.i}, j={w.j})"
     else:
         status = c.strength
-    return [str(rank), c.name, c.direct, " + ".join(c.families), status, c.order or "-", pairs, width, units, "*" if c.pareto else ""]
+    faithful = f"{c.fidelity:.0%}" if c.fidelity is not None else "-"
+    return [str(rank), c.name, c.direct, " + ".join(c.families), status, c.order or "-", faithful, pairs, width, units, "*" if c.pareto else ""]
 
 
 def print_table(result: ExploreResult, top: int, show_all: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result.source}: candidates ranked by proof, order, pairs at L={result.L}", title_justify="left")
-    for col in ("#", "candidate", "direct", "regions", "verdict", "order", "pairs", "widest softmax", "summary pairs", "pareto"):
+    table = Table(title=f"{result.source}: candidates ranked by proof, order, fidelity, pairs at L={result.L}", title_justify="left")
+    for col in ("#", "candidate", "direct", "regions", "verdict", "order", "fidelity", "pairs", "widest softmax", "summary pairs", "pareto"):
         table.add_column(col, justify="left" if col in ("candidate", "direct", "regions", "verdict", "order") else "right")
     rows = result.candidates if show_all else result.holding[:top]
     for rank, c in enumerate(rows, 1):

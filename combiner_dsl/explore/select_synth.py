@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -36,8 +37,30 @@ def _layouts(text: str, lengths: tuple[int, ...]) -> list[Layout]:
     return [build_layout(pattern, L) for L in lengths]
 
 
+def _joint(src: Source, direct: DirectSet, fam: Family, name: str, lengths: tuple[int, ...]) -> Synth:
+    """A family whose partitions are the levels of one laminar family: derived selection (per
+    partition) would take every level, so the written templates are taken together, in order, and
+    accepted when C0-C3 hold at every screening length."""
+    first: Witness | None = None
+    text = render(src, name, direct, ((fam, (None,) * len(fam.parts)),))
+    for trial in itertools.product(*(part.selects for part in fam.parts)):
+        text = render(src, name, direct, ((fam, trial),))
+        try:
+            witness = next((w for lay in _layouts(text, lengths) if (w := check_layout(lay)) is not None), None)
+        except CoverageError as err:
+            witness = err.witness
+        except CombinerError:
+            continue  # a template undefined somewhere: not this one
+        if witness is None:
+            return Synth(name, text, True, None)
+        first = first or witness
+    return Synth(name, text, False, first)
+
+
 def synthesise(src: Source, direct: DirectSet, fam: Family, lengths: tuple[int, ...] = SCREEN_LENGTHS) -> Synth:
     name = candidate_name(src, direct, fam)
+    if fam.joint:
+        return _joint(src, direct, fam, name, lengths)
     derived_sel: tuple[str | None, ...] = (None,) * len(fam.parts)
     derived_text = render(src, name, direct, ((fam, derived_sel),))
     try:
