@@ -28,6 +28,7 @@ import z3
 from . import ast, ir
 from .analysis import solve
 from .astutil import children, conj, names, substitute
+from .domain import check_requires
 from .errors import SpecEvaluationError
 from .evaluate import accepts, evaluate, let_values
 from .limits import PROVER_BUDGET_S
@@ -216,11 +217,14 @@ def _binder_bounds(pattern: ir.Pattern, part: ir.Partition, name: str, bound: in
     if (names(b.lo) | names(b.hi)) & set(part.binder_names):
         return None
     los, his = [], []
-    for L in range(1, bound + 1):
-        if accepts(pattern, L):
-            env = let_values(pattern, L)
-            los.append(evaluate(pattern, b.lo, env, L))
-            his.append(evaluate(pattern, b.hi, env, L))
+    try:
+        for L in range(1, bound + 1):
+            if accepts(pattern, L):
+                env = let_values(pattern, L)
+                los.append(evaluate(pattern, b.lo, env, L))
+                his.append(evaluate(pattern, b.hi, env, L))
+    except SpecEvaluationError:
+        return None  # undefined at some L: no expansion; the definedness query reports it
     return (min(los), max(his)) if los else (0, 0)
 
 
@@ -530,6 +534,8 @@ def _prove(pattern: ir.Pattern, timeout_s: float, bound: int, budget_s: float) -
             reason = f"the prover's time budget ({budget_s:g} s for all queries) was spent; {reason}"
         return ProofOutcome(status, scope, witness, reason, time.perf_counter() - start, tuple(results))
 
+    # a require undefined at some length raises its located error here (domain.py)
+    rstatus, rreason = check_requires(pattern, timeout_s)
     derived = [part.name for _, part in pattern.partitions if part.select is None]
     if derived:
         return done("unknown", None, None, f"derived selection ({', '.join(derived)}): proofs need a written select", [])
@@ -540,6 +546,8 @@ def _prove(pattern: ir.Pattern, timeout_s: float, bound: int, budget_s: float) -
             results.append(res)
             if res.status == "violated":
                 return done("refuted", None, res.witness, None, results)
+    if rstatus != "defined":
+        return done("unknown", None, None, rreason, results)
     dstatus, dreason = _definedness(pattern, timeout_s, None)
     dscope = "all L"
     if dstatus == "unknown" and dreason is None:
