@@ -469,17 +469,26 @@ def _check(pattern: ir.Pattern, plan: ir.PlanDef, check: CheckName, timeout_s: f
 
 
 def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tuple[str, str | None]:
-    """Can any expression be undefined (x // 0, a value beyond 64 bits, ...) where the exhaustive checker evaluates it?"""
+    """Can any predicate or binder bound be undefined (x // 0, a value beyond 64 bits, ...) where
+    the exhaustive checker evaluates it? (Called once `check_requires` found the requires defined.)"""
     q = _Query(pattern, bound, risky=risky_nodes(pattern))
-    cases: list[z3.BoolRef] = [z3.Or(*(z3.Not(o.holds) for o in q.enc.obligations))] if q.enc.obligations else []
+    # the lets and requires were settled first, exactly and in order (domain.check_requires)
+    cases: list[z3.BoolRef] = []
 
-    def context(domain: z3.BoolRef, exprs: list[ast.Expr], env: dict[str, z3.ExprRef]) -> None:
+    def context(domain: z3.BoolRef, exprs: list[ast.Expr], env: dict[str, z3.ExprRef], binders: frozenset[str] | None = None) -> None:
+        """Obligations of `exprs` wherever `domain` holds; with `binders`, a part reading none of
+        them is evaluated at every L, domain or not (a binder bound's part that does not read the
+        earlier binders is computed once, even when they have no value: docs/language.md)."""
         start = len(q.enc.obligations)
         for e in exprs:
             q.enc.term(e, env)
         new = q.enc.obligations[start:]
-        if new:
-            cases.append(z3.And(domain, z3.Or(*(z3.Not(o.holds) for o in new))))
+        tied = [o for o in new if binders is None or names(o.node) & binders]
+        free = [o for o in new if binders is not None and not names(o.node) & binders]
+        if tied:
+            cases.append(z3.And(domain, z3.Or(*(z3.Not(o.holds) for o in tied))))
+        if free:
+            cases.append(z3.Or(*(z3.Not(o.holds) for o in free)))
 
     for plan in pattern.plans:
         i, j = q.var("i"), q.var("j")
@@ -488,7 +497,7 @@ def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tu
             env = q.binders(part)
             for k, b in enumerate(part.binders):
                 earlier = q.rng(ir.Partition(part.name, part.binders[:k], part.member, part.select, part.query, part.key), env)
-                context(earlier, [b.lo, b.hi], env)
+                context(earlier, [b.lo, b.hi], env, frozenset(part.binder_names[:k]))
             context(z3.And(q.rng(part, env), q.pos(j)), [part.member], {**env, "j": j})
             sources = [s for s in (part.select, part.query.position, part.key.position) if s is not None]
             context(z3.And(q.rng(part, env), q.pos(i)), sources, {**env, "i": i})

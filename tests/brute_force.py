@@ -115,9 +115,22 @@ def brute_accepts(pattern: ir.Pattern, L: int) -> bool:
 MAX_TUPLES = 100_000  # past this the brute force gives up (TooBig) rather than run for hours
 
 
+def _free_parts(e: ast.Expr, bound: set[str]) -> list[ast.Expr]:
+    """The largest subexpressions of `e` that read none of the names in `bound`."""
+    if not (_names(e) & bound):
+        return [e]
+    subs = [v for f in ("operand", "left", "right") if isinstance(v := getattr(e, f, None), ast.Expr)]
+    subs += [x for f in ("operands", "args") for x in getattr(e, f, ())]
+    return [p for x in subs for p in _free_parts(x, bound)]
+
+
 def _tuples(part: ir.Partition, env: dict[str, Any]) -> list[tuple[int, ...]]:
     out: list[tuple[int, ...]] = [()]
     for k, b in enumerate(part.binders):
+        if not out:  # no earlier tuple: the bound's parts that read no earlier binder are still computed
+            for e in (b.lo, b.hi):
+                for x in _free_parts(e, set(part.binder_names[:k])):
+                    ev(x, env)
         nxt: list[tuple[int, ...]] = []
         for t in out:
             e = {**env, **dict(zip(part.binder_names[:k], t, strict=True))}
