@@ -8,6 +8,11 @@ Each spec goes through
 and any disagreement, or any exception that is not a `CombinerError`, is printed as a minimal
 reproduction (the spec shrunk line by line while the same disagreement persists, and the length).
 
+Every PROVED verdict is re-checked by the exhaustive checker at every L <= 64 the spec accepts,
+one L in 65..300, and, for a share --long-rate of them, one L in 301..4095 and L = 4096 itself
+(`recheck_lengths`). An error `check` raises at a length it did not try (a require undefined
+where only the prover looks, docs/language.md) is replayed by brute force at that length.
+
     python bench/fuzz_differential.py --seed 1 --count 10000 --time-budget 3000
 
 Deterministic for a given --seed and --count (the time budget only cuts the run short). Not part
