@@ -81,24 +81,32 @@ def _first(pattern: ir.Pattern, ask: Callable[[int, int], z3.CheckSatResult | in
     return err
 
 
-def check_requires(pattern: ir.Pattern, timeout_s: float) -> tuple[Status, str | None]:
+def check_requires(pattern: ir.Pattern, timeout_s: float, proved: Callable[[z3.Solver, str], None] | None = None) -> tuple[Status, str | None]:
     """("defined", None) when every require has a value at every L in 1..MAX_LENGTH the earlier
     ones accept; ("unknown", why) when the solver cannot tell. Raises the located
-    `SpecEvaluationError` (with its L) of a length where one does not."""
+    `SpecEvaluationError` (with its L) of a length where one does not. `proved(solver, scope)`
+    receives the unsat query behind a "defined" answer (for certificates)."""
     L, undefined, constraints = _candidates(pattern)
     if undefined is None:
         return "defined", None
+    last: list[z3.Solver] = []
 
     def ask(lo: int, hi: int, *extra: z3.BoolRef) -> z3.CheckSatResult | int:
         """The L of a model with lo <= L <= hi, or z3's unsat / unknown."""
         s = z3.Solver()
         s.set("timeout", max(1, int(timeout_s * 1000)))
         s.add(L >= lo, L <= hi, undefined, *constraints, *extra)
+        last[:] = [s]
         r = s.check()
         return s.model().eval(L, model_completion=True).as_long() if r == z3.sat else r
 
-    if ask(1, MAX_LENGTH) == z3.unsat:
+    def defined(scope: str) -> tuple[Status, None]:
+        if proved is not None:
+            proved(last[0], scope)
         return "defined", None
+
+    if ask(1, MAX_LENGTH) == z3.unsat:
+        return defined("all L")
     lo = 1
     for cap in CAPS:  # a window where z3 does not rule it out is evaluated length by length
         if ask(lo, cap) != z3.unsat:
@@ -110,8 +118,8 @@ def check_requires(pattern: ir.Pattern, timeout_s: float) -> tuple[Status, str |
     seen: list[z3.BoolRef] = []
     for _ in range(MODELS_PAST_SCAN):
         got = ask(SCAN_MAX + 1, MAX_LENGTH, *seen)
-        if got == z3.unsat:
-            return "defined", None
+        if got == z3.unsat:  # lengths up to SCAN_MAX were settled by evaluation
+            return defined(f"{SCAN_MAX} < L (L <= {SCAN_MAX} by evaluation)" if not seen else f"{SCAN_MAX} < L, but for {len(seen)} lengths evaluated")
         if not isinstance(got, int):
             break
         err = _undefined_at(pattern, got)

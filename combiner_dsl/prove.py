@@ -518,6 +518,12 @@ def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tu
     return "unknown", f"z3 suggests an undefined expression at L={L}, not confirmed"
 
 
+def _emit_requires(solver: z3.Solver, scope: str) -> None:
+    hook = OBLIGATION_HOOK.get()
+    if hook is not None:
+        hook(Obligation("every plan", "defined", "every require is defined", scope, "unsat", solver.to_smt2()))
+
+
 def accepts_some(pattern: ir.Pattern, timeout_s: float = 5.0) -> bool | None:
     """Does some L >= 1 satisfy the requires? (None: the solver could not tell.)"""
     status, _ = _Query(pattern, None).solve([], timeout_s)
@@ -544,7 +550,7 @@ def _prove(pattern: ir.Pattern, timeout_s: float, bound: int, budget_s: float) -
         return ProofOutcome(status, scope, witness, reason, time.perf_counter() - start, tuple(results))
 
     # a require undefined at some length raises its located error here (domain.py)
-    rstatus, rreason = check_requires(pattern, timeout_s)
+    rstatus, rreason = check_requires(pattern, timeout_s, _emit_requires)
     derived = [part.name for _, part in pattern.partitions if part.select is None]
     if derived:
         return done("unknown", None, None, f"derived selection ({', '.join(derived)}): proofs need a written select", [])
