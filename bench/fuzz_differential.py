@@ -8,6 +8,11 @@ Each spec goes through
 and any disagreement, or any exception that is not a `CombinerError`, is printed as a minimal
 reproduction (the spec shrunk line by line while the same disagreement persists, and the length).
 
+Every PROVED verdict is re-checked by the exhaustive checker at every L <= 64 the spec accepts,
+one L in 65..300, and, for a share --long-rate of them, one L in 301..4095 and L = 4096 itself
+(`recheck_lengths`). An error `check` raises at a length it did not try (a require undefined
+where only the prover looks, docs/language.md) is replayed by brute force at that length.
+
     python bench/fuzz_differential.py --seed 1 --count 10000 --time-budget 3000
 
 Deterministic for a given --seed and --count (the time budget only cuts the run short). Not part
@@ -42,7 +47,7 @@ from combiner_dsl.errors import CombinerError  # noqa: E402
 from combiner_dsl.evaluate import accepts  # noqa: E402
 from combiner_dsl.exhaustive import check_length  # noqa: E402
 from combiner_dsl.oracle import oracle_attention  # noqa: E402
-from tests.brute_force import TooBig, brute_check, ev  # noqa: E402
+from tests.brute_force import TooBig, brute_accepts, brute_check  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -166,13 +171,41 @@ def _ours(pattern: ir.Pattern, L: int) -> tuple[str, Any]:
 
 
 def _brute_accepts(pattern: ir.Pattern, L: int) -> bool | None:
-    env: dict[str, Any] = {"L": L}
+    """Brute force's answer to "does L satisfy the requires?"; None when they are undefined at L."""
     try:
-        for let in pattern.lets:
-            env[let.name] = ev(let.value, env)
-        return all(ev(r, env) for r in pattern.requires)
+        return brute_accepts(pattern, L)
     except (ZeroDivisionError, ValueError, ArithmeticError, TooBig):
         return None
+
+
+BRUTE_REPLAY_MAX = 256  # the longest L at which brute force replays a whole check
+
+
+def _replay_error(pattern: ir.Pattern, err: CombinerError, failing: dict[int, tuple[str, Any]]) -> list[Finding]:
+    """`check` raised a located error at some L: brute force must fail to evaluate there as well.
+
+    An error at a length tried agrees when the checker failed there too; one at another length
+    (a require undefined where only the prover looks, docs/language.md) is replayed by brute force
+    at that L: its requires, then, if it accepts L, the whole check."""
+    first = str(err).splitlines()[0]
+    L = getattr(err, "L", None)
+    if not isinstance(L, int):
+        if failing and any(v[0] == "error" for v in failing.values()):
+            return []
+        return [Finding("check-error", None, f"check raised {first}, with no length named, yet no tried length fails to evaluate")]
+    if L in failing and failing[L][0] == "error":
+        return []
+    accepted = _brute_accepts(pattern, L)
+    if accepted is None:
+        return []  # brute force cannot evaluate the requires there either: agreement
+    if not accepted:
+        return [Finding("check-error", L, f"check raised {first}, but brute force rejects L={L}")]
+    if L > BRUTE_REPLAY_MAX:
+        return [Finding("check-error", L, f"check raised {first}; brute force accepts L={L}, too long to replay")]
+    theirs = _brute(pattern, L)
+    if theirs[0] in ("error", "too big"):
+        return []
+    return [Finding("check-error", L, f"check raised {first}, brute force at L={L}: {theirs}")]
 
 
 def _module(pattern: ir.Pattern) -> Any:
@@ -236,8 +269,7 @@ def run_spec(text: str, lengths: list[int], seed: int, opts: argparse.Namespace)
         verdict = spec.check(lengths, prove=True, timeout_s=opts.prover_timeout, budget_s=opts.prover_budget)
     except CombinerError as err:
         verdict = None
-        if not failing or all(v[0] != "error" for v in failing.values()):
-            findings.append(Finding("check-error", None, f"check raised {str(err).splitlines()[0]}, yet no tried length fails to evaluate"))
+        findings += _replay_error(pattern, err, failing)
     except Exception as err:
         return "crash", [*findings, Finding("crash:check", None, f"{type(err).__name__}: {err}")]
     status = verdict.status if verdict else "error"
@@ -260,18 +292,33 @@ def run_spec(text: str, lengths: list[int], seed: int, opts: argparse.Namespace)
         if verdict.status == "vacuous" and accepted:
             findings.append(Finding("vacuous-but-accepted", accepted[0], f"vacuous, yet L={accepted[0]} is accepted"))
         if verdict.status == "proved":
-            findings += _contradict(pattern, verdict.scope, random.Random(seed), opts)
+            findings += _contradict(pattern, verdict.scope, set(lengths), random.Random(seed), opts)
     if verdict is not None and verdict.holds and opts.module:
         findings += _compare_module(pattern, [L for L in accepted if L not in failing], seed)
     return status, findings
 
 
-def _contradict(pattern: ir.Pattern, scope: Any, rng: random.Random, opts: argparse.Namespace) -> list[Finding]:
-    """A PROVED verdict against the exhaustive checker at a few longer lengths (up to 4096)."""
+RECHECKED: Counter[str] = Counter()  # what the PROVED verdicts were re-checked against
+
+
+def recheck_lengths(scope: Any, tried: set[int], rng: random.Random, long_rate: float) -> list[int]:
+    """Lengths at which a PROVED verdict is re-checked exhaustively: every L <= 64 not tried yet,
+    one L in 65..300, and for a share `long_rate` of the specs one L in 301..top - 1 and top
+    itself, where top is 4096 (or the proof's bound, if lower)."""
     top = 4096 if scope == "all L" else min(4096, int(str(scope).rsplit(" ", 1)[-1]))
-    picks = [rng.randint(65, 300)] + ([rng.randint(301, top)] if top > 301 and rng.random() < opts.long_rate else [])
+    picks = [L for L in range(1, min(64, top) + 1) if L not in tried]
+    if top > 64:
+        picks.append(rng.randint(65, min(300, top)))
+    if top > 301 and rng.random() < long_rate:
+        picks += [rng.randint(301, top - 1), top]
+    return picks
+
+
+def _contradict(pattern: ir.Pattern, scope: Any, tried: set[int], rng: random.Random, opts: argparse.Namespace) -> list[Finding]:
+    """A PROVED verdict against the exhaustive checker at the lengths of `recheck_lengths`."""
     out = []
-    for L in picks:
+    RECHECKED["proved verdicts"] += 1
+    for L in recheck_lengths(scope, tried, rng, opts.long_rate):
         try:
             if not accepts(pattern, L):
                 continue
@@ -279,6 +326,9 @@ def _contradict(pattern: ir.Pattern, scope: Any, rng: random.Random, opts: argpa
         except CombinerError as err:
             out.append(Finding("proved-but-undefined", L, str(err).splitlines()[0]))
             continue
+        RECHECKED["lengths"] += 1
+        RECHECKED["L > 64"] += L > 64
+        RECHECKED["L = 4096"] += L == 4096
         if w is not None:
             out.append(Finding("proved-but-refuted", L, w.explain()))
     return out
@@ -349,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-budget", type=float, default=3600.0, metavar="S", help="stop after this many seconds")
     ap.add_argument("--prover-timeout", type=float, default=0.2, metavar="S", help="per solver query")
     ap.add_argument("--prover-budget", type=float, default=2.0, metavar="S", help="all solver queries of one spec")
-    ap.add_argument("--long-rate", type=float, default=0.02, help="share of proved specs also checked at one length in 301..4096")
+    ap.add_argument("--long-rate", type=float, default=0.03, help="share of proved specs also checked at one length in 301..4095 and at 4096")
     ap.add_argument("--no-module", dest="module", action="store_false", help="skip the torch module")
     ap.add_argument("--max-L", type=int, default=20, help="lengths tried per spec are drawn from 1..max-L")
     opts = ap.parse_args(argv)
@@ -392,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(cache, ignore_errors=True)
     elapsed = time.perf_counter() - start
     print(f"done: {done} specs in {elapsed:.0f} s ({elapsed / max(1, done) * 1000:.0f} ms each); verdicts {dict(statuses)}; findings {dict(kinds) or 'none'}")
+    print(f"proved verdicts re-checked exhaustively: {dict(RECHECKED)}")
     return 1 if kinds else 0
 
 

@@ -91,6 +91,10 @@ class Spec:
         from .prove import accepts_some
         from .prove import prove as run_prover
 
+        if not verdict.scope:  # "vacuous" speaks of every L: a require undefined at one is its error
+            from .domain import check_requires
+
+            check_requires(self.pattern, timeout_s)
         if not verdict.scope and accepts_some(self.pattern, timeout_s) is False:
             why = "no length L >= 1 satisfies the requires"
             return Verdict("vacuous", (), None, f"{why}: the spec accepts no input and claims nothing", reason=why)

@@ -28,6 +28,7 @@ import z3
 from . import ast, ir
 from .analysis import solve
 from .astutil import children, conj, names, substitute
+from .domain import check_requires
 from .errors import SpecEvaluationError
 from .evaluate import accepts, evaluate, let_values
 from .limits import PROVER_BUDGET_S
@@ -216,11 +217,14 @@ def _binder_bounds(pattern: ir.Pattern, part: ir.Partition, name: str, bound: in
     if (names(b.lo) | names(b.hi)) & set(part.binder_names):
         return None
     los, his = [], []
-    for L in range(1, bound + 1):
-        if accepts(pattern, L):
-            env = let_values(pattern, L)
-            los.append(evaluate(pattern, b.lo, env, L))
-            his.append(evaluate(pattern, b.hi, env, L))
+    try:
+        for L in range(1, bound + 1):
+            if accepts(pattern, L):
+                env = let_values(pattern, L)
+                los.append(evaluate(pattern, b.lo, env, L))
+                his.append(evaluate(pattern, b.hi, env, L))
+    except SpecEvaluationError:
+        return None  # undefined at some L: no expansion; the definedness query reports it
     return (min(los), max(his)) if los else (0, 0)
 
 
@@ -465,17 +469,26 @@ def _check(pattern: ir.Pattern, plan: ir.PlanDef, check: CheckName, timeout_s: f
 
 
 def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tuple[str, str | None]:
-    """Can any expression be undefined (x // 0, a value beyond 64 bits, ...) where the exhaustive checker evaluates it?"""
+    """Can any predicate or binder bound be undefined (x // 0, a value beyond 64 bits, ...) where
+    the exhaustive checker evaluates it? (Called once `check_requires` found the requires defined.)"""
     q = _Query(pattern, bound, risky=risky_nodes(pattern))
-    cases: list[z3.BoolRef] = [z3.Or(*(z3.Not(o.holds) for o in q.enc.obligations))] if q.enc.obligations else []
+    # the lets and requires were settled first, exactly and in order (domain.check_requires)
+    cases: list[z3.BoolRef] = []
 
-    def context(domain: z3.BoolRef, exprs: list[ast.Expr], env: dict[str, z3.ExprRef]) -> None:
+    def context(domain: z3.BoolRef, exprs: list[ast.Expr], env: dict[str, z3.ExprRef], binders: frozenset[str] | None = None) -> None:
+        """Obligations of `exprs` wherever `domain` holds; with `binders`, a part reading none of
+        them is evaluated at every L, domain or not (a binder bound's part that does not read the
+        earlier binders is computed once, even when they have no value: docs/language.md)."""
         start = len(q.enc.obligations)
         for e in exprs:
             q.enc.term(e, env)
         new = q.enc.obligations[start:]
-        if new:
-            cases.append(z3.And(domain, z3.Or(*(z3.Not(o.holds) for o in new))))
+        tied = [o for o in new if binders is None or names(o.node) & binders]
+        free = [o for o in new if binders is not None and not names(o.node) & binders]
+        if tied:
+            cases.append(z3.And(domain, z3.Or(*(z3.Not(o.holds) for o in tied))))
+        if free:
+            cases.append(z3.Or(*(z3.Not(o.holds) for o in free)))
 
     for plan in pattern.plans:
         i, j = q.var("i"), q.var("j")
@@ -484,7 +497,7 @@ def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tu
             env = q.binders(part)
             for k, b in enumerate(part.binders):
                 earlier = q.rng(ir.Partition(part.name, part.binders[:k], part.member, part.select, part.query, part.key), env)
-                context(earlier, [b.lo, b.hi], env)
+                context(earlier, [b.lo, b.hi], env, frozenset(part.binder_names[:k]))
             context(z3.And(q.rng(part, env), q.pos(j)), [part.member], {**env, "j": j})
             sources = [s for s in (part.select, part.query.position, part.key.position) if s is not None]
             context(z3.And(q.rng(part, env), q.pos(i)), sources, {**env, "i": i})
@@ -503,6 +516,12 @@ def _definedness(pattern: ir.Pattern, timeout_s: float, bound: int | None) -> tu
     except SpecEvaluationError as err:
         return "sat", f"an expression is undefined: {str(err).splitlines()[0]}"
     return "unknown", f"z3 suggests an undefined expression at L={L}, not confirmed"
+
+
+def _emit_requires(solver: z3.Solver, scope: str) -> None:
+    hook = OBLIGATION_HOOK.get()
+    if hook is not None:
+        hook(Obligation("every plan", "defined", "every require is defined", scope, "unsat", solver.to_smt2()))
 
 
 def accepts_some(pattern: ir.Pattern, timeout_s: float = 5.0) -> bool | None:
@@ -530,6 +549,8 @@ def _prove(pattern: ir.Pattern, timeout_s: float, bound: int, budget_s: float) -
             reason = f"the prover's time budget ({budget_s:g} s for all queries) was spent; {reason}"
         return ProofOutcome(status, scope, witness, reason, time.perf_counter() - start, tuple(results))
 
+    # a require undefined at some length raises its located error here (domain.py)
+    rstatus, rreason = check_requires(pattern, timeout_s, _emit_requires)
     derived = [part.name for _, part in pattern.partitions if part.select is None]
     if derived:
         return done("unknown", None, None, f"derived selection ({', '.join(derived)}): proofs need a written select", [])
@@ -540,6 +561,8 @@ def _prove(pattern: ir.Pattern, timeout_s: float, bound: int, budget_s: float) -
             results.append(res)
             if res.status == "violated":
                 return done("refuted", None, res.witness, None, results)
+    if rstatus != "defined":
+        return done("unknown", None, None, rreason, results)
     dstatus, dreason = _definedness(pattern, timeout_s, None)
     dscope = "all L"
     if dstatus == "unknown" and dreason is None:

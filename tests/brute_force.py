@@ -2,6 +2,12 @@
 
 It shares nothing with the compiler beyond the AST: its own expression interpreter, its own
 region enumeration, its own derived selection. Only for small L.
+
+Like the language (docs/language.md, "Evaluation domain"), it evaluates every predicate at every
+point of its domain, whether or not the value matters: `direct` at every 0 <= i, j < L (before
+the intersection with the allowed set), `member` at every binder tuple and j, `select` and each
+`at(...)` at every binder tuple and i (empty and unselected regions included). An error at any
+of those points is an error of the spec at that L.
 """
 
 from __future__ import annotations
@@ -16,10 +22,16 @@ FUNCS = {
     "max": max,
     "abs": abs,
     "isqrt": math.isqrt,
-    "ilog2": lambda x: int(x).bit_length() - 1,
-    "clog2": lambda x: (int(x) - 1).bit_length(),
+    "ilog2": lambda x: _at_least_1(x).bit_length() - 1,
+    "clog2": lambda x: (_at_least_1(x) - 1).bit_length(),
     "cdiv": lambda a, b: -((-a) // b),
 }
+
+
+def _at_least_1(x: int) -> int:
+    if x < 1:
+        raise ValueError("logarithm of a value below 1")
+    return int(x)
 
 
 class TooBig(Exception):
@@ -70,12 +82,55 @@ def ev(e: ast.Expr, env: dict[str, Any]) -> Any:
     raise AssertionError(e)
 
 
+def _names(e: ast.Expr) -> set[str]:
+    if isinstance(e, ast.Name):
+        return {e.id}
+    subs = [v for f in ("operand", "left", "right") if isinstance(v := getattr(e, f, None), ast.Expr)]
+    subs += [x for f in ("operands", "args") for x in getattr(e, f, ())]
+    return set().union(*(_names(x) for x in subs))
+
+
+def brute_accepts(pattern: ir.Pattern, L: int) -> bool:
+    """Whether L satisfies the requires, in order (a later one is evaluated only where the earlier
+    ones accept). A `let` undefined at L is an error only if no require that avoids it rejects L;
+    an undefined require raises (OverflowError, ZeroDivisionError, ValueError)."""
+    env: dict[str, Any] = {"L": L}
+    broken: dict[str, Exception] = {}
+    for let in pattern.lets:
+        if _names(let.value) & broken.keys():
+            broken[let.name] = next(broken[n] for n in _names(let.value) if n in broken)
+            continue
+        try:
+            env[let.name] = ev(let.value, env)
+        except (ArithmeticError, ValueError) as err:
+            broken[let.name] = err
+    for cond in pattern.requires:
+        if not (_names(cond) & broken.keys()) and not ev(cond, env):
+            return False
+    if broken:
+        raise next(iter(broken.values()))
+    return True
+
+
 MAX_TUPLES = 100_000  # past this the brute force gives up (TooBig) rather than run for hours
+
+
+def _free_parts(e: ast.Expr, bound: set[str]) -> list[ast.Expr]:
+    """The largest subexpressions of `e` that read none of the names in `bound`."""
+    if not (_names(e) & bound):
+        return [e]
+    subs = [v for f in ("operand", "left", "right") if isinstance(v := getattr(e, f, None), ast.Expr)]
+    subs += [x for f in ("operands", "args") for x in getattr(e, f, ())]
+    return [p for x in subs for p in _free_parts(x, bound)]
 
 
 def _tuples(part: ir.Partition, env: dict[str, Any]) -> list[tuple[int, ...]]:
     out: list[tuple[int, ...]] = [()]
     for k, b in enumerate(part.binders):
+        if not out:  # no earlier tuple: the bound's parts that read no earlier binder are still computed
+            for e in (b.lo, b.hi):
+                for x in _free_parts(e, set(part.binder_names[:k])):
+                    ev(x, env)
         nxt: list[tuple[int, ...]] = []
         for t in out:
             e = {**env, **dict(zip(part.binder_names[:k], t, strict=True))}
@@ -113,13 +168,18 @@ def brute_check(pattern: ir.Pattern, L: int) -> tuple[str, int, int | None] | No
 
 
 def _selection(pattern: ir.Pattern, plan: ir.PlanDef, env: dict[str, Any], L: int, gamma: list[set[int]]) -> Any:
-    direct = [{j for j in gamma[i] if ev(plan.direct, {**env, "i": i, "j": j})} for i in range(L)]
+    # every (i, j) is evaluated, not only j in Γ_i: an error outside Γ_i is still an error
+    direct = [{j for j in range(L) if ev(plan.direct, {**env, "i": i, "j": j})} & gamma[i] for i in range(L)]
     chosen: list[list[tuple[ir.Partition, tuple[int, ...], frozenset[int]]]] = [[] for _ in range(L)]
     for part in plan.partitions:
         regions = []
         for t in _tuples(part, env):
             b = dict(zip(part.binder_names, t, strict=True))
             members = frozenset(j for j in range(L) if ev(part.member, {**env, **b, "j": j}))
+            for i in range(L):  # select and at(...) are evaluated for every tuple, empty regions too
+                for e in (part.select, part.query.position, part.key.position):
+                    if e is not None:
+                        ev(e, {**env, **b, "i": i})
             if members:
                 regions.append((t, b, members))
         for i in range(L):

@@ -21,7 +21,7 @@ from combiner_dsl.exhaustive import check_length, check_lengths
 from combiner_dsl.oracle import oracle_attention
 from combiner_dsl.prove import prove
 
-from .brute_force import brute_check
+from .brute_force import brute_accepts, brute_check
 
 ROOT = Path(__file__).parent.parent
 FIXED = (ROOT / "examples" / "combiner_fixed.cmb").read_text()
@@ -62,6 +62,7 @@ def assert_matches_oracle(s: combiner_dsl.Spec, lengths: list[int], **kw: float)
 
 REQUIRE_POWER = """pattern reqwit:
     causal
+    require L <= 62
     require 2 ** L >= 64 * L
     let s = isqrt(L)
     direct: j // s == i // s
@@ -310,3 +311,112 @@ def test_limits_are_documented() -> None:
 def test_errors_are_combiner_errors() -> None:
     with pytest.raises(CombinerError):
         spec("pattern x:\n    causal\n    direct: j <= i\n").cost(limits.MAX_COST_L + 1)
+
+
+# ---------------------------------------------------------------- evaluation domain (differential fuzzer)
+
+EMPTY_REGION_OVERFLOW = """pattern emptyover:
+    causal
+    let s = isqrt(L)
+    direct: j % s == i % s
+    partition part0[r in 0 .. cdiv(L, s) + 1]:
+        member: j // s == r and j < L
+        select: r < i // s and r * 9223372036854775807 >= 0
+"""
+
+
+def test_select_is_evaluated_for_empty_regions_in_every_stage() -> None:
+    # at L = 4 the region r = 2 is empty; its select still overflows (r * (2**63 - 1))
+    pattern = spec(EMPTY_REGION_OVERFLOW).pattern
+    with pytest.raises(SpecEvaluationError, match=r"t\.cmb:7:32: integer overflow .* at L = 4"):
+        check_length(pattern, 4)
+    with pytest.raises(OverflowError):
+        brute_check(pattern, 4)
+    assert brute_check(pattern, 1) is None and check_length(pattern, 1) is None
+
+
+DIRECT_OUTSIDE_GAMMA = """pattern directout:
+    causal
+    direct: j <= i or (j - i) * 4611686018427387904 > 0
+"""
+
+AT_UNSELECTED = FIXED + """    partition never[r in 0 .. cdiv(L, s)]:
+        member: j // s == r
+        select: r < 0
+        summary: query = at(r * 4611686018427387904), key = max
+"""
+
+
+@pytest.mark.parametrize(("text", "line"), [(DIRECT_OUTSIDE_GAMMA, 3), (AT_UNSELECTED, 13)], ids=["direct-beyond-i", "at-never-selected"])
+def test_points_whose_value_does_not_matter_are_still_evaluated(text: str, line: int) -> None:
+    pattern = spec(text).pattern  # (j - i) overflows only at keys a causal query cannot see
+    with pytest.raises(SpecEvaluationError, match=rf"t\.cmb:{line}:\d+: integer overflow .* at L = 3"):
+        check_length(pattern, 3)
+    with pytest.raises(OverflowError):
+        brute_check(pattern, 3)
+
+
+BOUND_WITHOUT_TUPLES = """pattern boundfree:
+    causal
+    direct: j <= i
+    partition p[r in 0 .. L - L, c in 0 .. r + L * 4611686018427387904]:
+        member: j == r
+        select: r < 0
+"""
+
+
+def test_a_bound_part_free_of_earlier_binders_is_computed_with_no_earlier_tuple() -> None:
+    pattern = spec(BOUND_WITHOUT_TUPLES).pattern
+    with pytest.raises(SpecEvaluationError, match=r"at L = 2"):
+        check_length(pattern, 2)
+    with pytest.raises(OverflowError):
+        brute_check(pattern, 2)
+    outcome = prove(pattern, timeout_s=2.0)
+    assert outcome.status == "unknown" and "integer overflow" in (outcome.reason or "")
+
+
+# ---------------------------------------------------------------- requires undefined where only the prover looks
+
+REQUIRE_OVERFLOW = """pattern reqover:
+    causal
+    let s = isqrt(L)
+    require 2 ** L >= 64 * L
+    direct: j // s == i // s
+    partition block[r in 0 .. cdiv(L, s)]:
+        member: j // s == r
+        select: r < i // s
+"""
+
+
+def test_a_require_undefined_at_a_length_the_prover_considers_is_that_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    s = spec(REQUIRE_OVERFLOW)
+    assert check_lengths(s.pattern, [9, 20]).status == "checked"  # the exhaustive lengths never reach L = 63
+    with pytest.raises(SpecEvaluationError, match=r"t\.cmb:4:13: integer overflow .* at L = 63") as err:
+        s.check([9, 20], timeout_s=1.0)
+    assert err.value.L == 63
+    with pytest.raises(OverflowError):  # brute force agrees at that length
+        brute_accepts(s.pattern, 63)
+    assert brute_accepts(s.pattern, 62) and accepts(s.pattern, 62)
+    path = tmp_path / "reqover.cmb"
+    path.write_text(REQUIRE_OVERFLOW)
+    code, _, stderr = run_cli(["check", "--L", "9", str(path)], capsys)
+    assert code == 2 and "reqover.cmb:4:13" in stderr and "L = 63" in stderr
+    assert run_cli(["check", "--no-prove", "--no-streaming", "--L", "20", str(path)], capsys)[0] == 0  # no proof asked: no error
+
+
+def test_an_earlier_require_guards_a_later_one() -> None:
+    guarded = REQUIRE_OVERFLOW.replace("    require 2 ** L", "    require L <= 40\n    require 2 ** L")
+    verdict = spec(guarded).check([9, 20], timeout_s=2.0)
+    assert verdict.status == "proved", verdict.reason
+    assert brute_accepts(spec(guarded).pattern, 63) is False
+
+
+def test_a_require_undefined_past_the_exhaustive_lengths_is_found_and_located() -> None:
+    far = REQUIRE_OVERFLOW.replace("2 ** L >= 64 * L", "L * 4611686018 > 0")  # overflows from L = 2,000,000,001
+    with pytest.raises(SpecEvaluationError, match=r"at L = 2000000001"):
+        spec(far).check([9], timeout_s=1.0)
+
+
+def test_a_vacuous_spec_with_an_undefined_require_is_an_error() -> None:
+    with pytest.raises(SpecEvaluationError, match=r"at L = 63"):
+        spec(VACUOUS.replace("L < 0", "2 ** L < 0")).check(timeout_s=1.0)
