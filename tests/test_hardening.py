@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import combiner_dsl
-from combiner_dsl import cli, limits
+from combiner_dsl import cli, ir, limits
 from combiner_dsl.errors import CombinerError, SpecEvaluationError, SpecSyntaxError
 from combiner_dsl.evaluate import accepts
 from combiner_dsl.exhaustive import check_length, check_lengths
@@ -315,6 +315,14 @@ def test_errors_are_combiner_errors() -> None:
 
 # ---------------------------------------------------------------- evaluation domain (differential fuzzer)
 
+def both_refuse(pattern: ir.Pattern, L: int, match: str) -> None:
+    """The exhaustive checker reports a located error at L, and brute force overflows there too."""
+    with pytest.raises(SpecEvaluationError, match=match):
+        check_length(pattern, L)
+    with pytest.raises(OverflowError):
+        brute_check(pattern, L)
+
+
 EMPTY_REGION_OVERFLOW = """pattern emptyover:
     causal
     let s = isqrt(L)
@@ -328,10 +336,7 @@ EMPTY_REGION_OVERFLOW = """pattern emptyover:
 def test_select_is_evaluated_for_empty_regions_in_every_stage() -> None:
     # at L = 4 the region r = 2 is empty; its select still overflows (r * (2**63 - 1))
     pattern = spec(EMPTY_REGION_OVERFLOW).pattern
-    with pytest.raises(SpecEvaluationError, match=r"t\.cmb:7:32: integer overflow .* at L = 4"):
-        check_length(pattern, 4)
-    with pytest.raises(OverflowError):
-        brute_check(pattern, 4)
+    both_refuse(pattern, 4, r"t\.cmb:7:32: integer overflow .* at L = 4")
     assert brute_check(pattern, 1) is None and check_length(pattern, 1) is None
 
 
@@ -350,10 +355,7 @@ AT_UNSELECTED = FIXED + """    partition never[r in 0 .. cdiv(L, s)]:
 @pytest.mark.parametrize(("text", "line"), [(DIRECT_OUTSIDE_GAMMA, 3), (AT_UNSELECTED, 13)], ids=["direct-beyond-i", "at-never-selected"])
 def test_points_whose_value_does_not_matter_are_still_evaluated(text: str, line: int) -> None:
     pattern = spec(text).pattern  # (j - i) overflows only at keys a causal query cannot see
-    with pytest.raises(SpecEvaluationError, match=rf"t\.cmb:{line}:\d+: integer overflow .* at L = 3"):
-        check_length(pattern, 3)
-    with pytest.raises(OverflowError):
-        brute_check(pattern, 3)
+    both_refuse(pattern, 3, rf"t\.cmb:{line}:\d+: integer overflow .* at L = 3")
 
 
 BOUND_WITHOUT_TUPLES = """pattern boundfree:
@@ -367,10 +369,7 @@ BOUND_WITHOUT_TUPLES = """pattern boundfree:
 
 def test_a_bound_part_free_of_earlier_binders_is_computed_with_no_earlier_tuple() -> None:
     pattern = spec(BOUND_WITHOUT_TUPLES).pattern
-    with pytest.raises(SpecEvaluationError, match=r"at L = 2"):
-        check_length(pattern, 2)
-    with pytest.raises(OverflowError):
-        brute_check(pattern, 2)
+    both_refuse(pattern, 2, r"at L = 2")
     outcome = prove(pattern, timeout_s=2.0)
     assert outcome.status == "unknown" and "integer overflow" in (outcome.reason or "")
 

@@ -148,9 +148,7 @@ def _check_c3(ps: PartitionState, chosen: torch.Tensor, inside: torch.Tensor, L:
         raise OutsideRegion(f"an at(...) position of partition `{ps.name}` lies outside its region at L = {L} (check C3)")
 
 
-def _candidates(
-    ps: PartitionState, order: Order, tb: TileBounds, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], split_full: bool
-) -> tuple[torch.Tensor, torch.Tensor, list[tuple[list[int], list[torch.Tensor], torch.Tensor]]]:
+def _candidates(ps: PartitionState, tb: TileBounds, env: Mapping[str, Any], split_full: bool) -> tuple[torch.Tensor, torch.Tensor, list[tuple[list[int], list[torch.Tensor], torch.Tensor]]]:
     """(live query tile, free-binder tuple) pairs whose select may hold: boxes of tile groups times
     runs of consecutive tuples are pruned with the interval domain before any pair is evaluated.
     Without `split_full`, boxes that hold everywhere come back whole (see `refine`)."""
@@ -232,8 +230,9 @@ def _whole_units(
 
 
 def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], L: int, counting: bool = False) -> Selection:
-    """Every (query tile, unit) the partition's `select` picks. `counting`: pooled units of a plain
-    select (no solved binders, tuples are the regions) may come back as whole blocks of ranges."""
+    """Every (query tile, unit) the partition's `select` picks. `counting`: where the select holds on
+    a whole box and its unit does not change across the box's tile group, the unit comes back once
+    for a range of tiles (`range_tiles`, `range_key`) instead of once per tile."""
     if ps.regions.count == 0:  # a partition with no region at this L contributes nothing
         empty = torch.zeros(0, dtype=torch.int64)
         return Selection(empty, empty, empty, empty, torch.zeros(0, order.tile, dtype=torch.bool), empty, empty, empty)
@@ -242,7 +241,7 @@ def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Te
     T = order.tile
     tb = tile_bounds(order, side_values(values, "i"), (max(order.n_tiles, 1) - 1).bit_length())
     tiles = order.tiles()
-    cand_t, cand_f, boxes = _candidates(ps, order, tb, values, env, split_full=not counting)
+    cand_t, cand_f, boxes = _candidates(ps, tb, env, split_full=not counting)
     range_tiles, range_key, more_t, more_f = _whole_units(ps, order, tb, boxes, values, env, L)
     cand_t, cand_f = torch.cat([cand_t, more_t]), torch.cat([cand_f, more_f])
     fulls: list[tuple[torch.Tensor, torch.Tensor]] = []

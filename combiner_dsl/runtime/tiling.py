@@ -204,7 +204,6 @@ class Enumeration:
         assert ok is not None
         return torch.where(ok, idx, -1)
 
-
     def _lookup_box(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         out: torch.Tensor | None = None
         ok: torch.Tensor | None = None
