@@ -193,3 +193,33 @@ def test_derived_selection_costs_the_same(name: str) -> None:
     derived = load(text=re.sub(r"\n\s*select:[^\n]*", "", text)).pattern
     for L in (37, 100):
         assert cost_at(derived, L) == cost_at(written, L)
+
+
+SIZE_COUNTING = {
+    # a solved binder that reads a free one: the listing path
+    "a = j - b": ("partition P[b in 0 .. 3, a in 0 .. L]:\n        member: a == j - b\n        select: a + b < i", False),
+    # two solved binders and a free one: counted by classes of keys
+    "two solved": ("partition P[r in 0 .. cdiv(L, 4), c in 0 .. 4, t in 0 .. 3]:\n        member: j // 4 == r and j % 4 == c and t <= c\n        select: r < i // 4 and t == 0", True),
+    # no solved binder at all (nested prefixes)
+    "prefix": ("partition P[a in 0 .. cdiv(L, 4)]:\n        member: j // 4 < a\n        select: a == i // 4", True),
+}
+
+
+@pytest.mark.parametrize("name", SIZE_COUNTING)
+def test_region_sizes_counted_without_members_equal_the_dense_count(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from combiner_dsl.runtime import tiling
+
+    part, by_classes = SIZE_COUNTING[name]
+    pattern = load(text=f"pattern sizes:\n    causal\n    direct: j == i\n    {part}\n").pattern
+    calls: list[bool] = []
+    real = tiling._sizes_by_key_class
+
+    def spy(*args: object, **kwargs: object) -> object:
+        got = real(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(got is not None)
+        return got
+
+    monkeypatch.setattr(tiling, "_sizes_by_key_class", spy)
+    for L in (1, 7, 64, 100, 127):
+        assert_matches(pattern, L)
+    assert calls and all(c == by_classes for c in calls[1:]), calls
