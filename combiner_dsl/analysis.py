@@ -19,27 +19,15 @@ from dataclasses import dataclass
 
 from . import ast, ir
 from .astutil import children, conj, conjuncts, disj, disjuncts, names
+from .runtime.spec import Feature as _Feature
+from .runtime.spec import SoftmaxSpec
+from .runtime.spec import Solved as _Solved
+
+# The runtime's declarations, holding expressions of the IR instead of rendered functions
+Feature = _Feature[ast.Expr]
+Solved = _Solved[ast.Expr]
 
 INT_NODES = (ast.IntLit, ast.Name, ast.Neg, ast.Binary, ast.Call)
-
-
-@dataclass(frozen=True)
-class Feature:
-    key: str  # env key, "@i0" / "@j0"
-    side: str  # "i" or "j"
-    expr: ast.Expr
-
-
-@dataclass(frozen=True)
-class Solved:
-    """A predicate over (var, binders): `solved` binders follow from the others, `residual` is the rest."""
-
-    free: tuple[str, ...]  # binders to enumerate, in declaration order
-    solved: tuple[tuple[str, ast.Expr], ...]  # in evaluation order
-    residual: ast.Expr
-
-    def as_dict(self) -> dict[str, ast.Expr]:
-        return dict(self.solved)
 
 
 @dataclass(frozen=True)
@@ -61,12 +49,7 @@ class PartitionModel:
     free: ast.Expr | None = None  # derived selection: the keys a region must lie in (allowed, not direct in its plan)
 
 
-@dataclass(frozen=True)
-class SoftmaxModel:
-    """One joint softmax: direct groups plus the partitions whose units it takes."""
-
-    directs: tuple[DirectGroup, ...]
-    partitions: tuple[PartitionModel, ...]
+SoftmaxModel = SoftmaxSpec[DirectGroup, PartitionModel]
 
 
 @dataclass(frozen=True)

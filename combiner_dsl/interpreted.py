@@ -34,7 +34,7 @@ class _Functions:
 
         return run
 
-    def solved(self, s: Solved, features: bool) -> rt.Solved:
+    def solved(self, s: Solved, features: bool) -> rt.Solved[Fn]:
         return rt.Solved(s.free, tuple((n, self.fn(x, features)) for n, x in s.solved), self.fn(s.residual, features))
 
     def source(self, src: ir.SummarySource) -> rt.SummarySource:

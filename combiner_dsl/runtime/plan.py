@@ -147,7 +147,7 @@ def feature_values(spec: PatternSpec, env: dict[str, Any], L: int) -> dict[str, 
     pos = torch.arange(L)
     values = {"i": pos, "j": pos}
     for f in spec.features:
-        values[f.key] = as_long(f.fn(Exact, {**env, f.side: pos}), (L,)).clone()
+        values[f.key] = as_long(f.expr(Exact, {**env, f.side: pos}), (L,)).clone()
     return values
 
 
@@ -181,7 +181,7 @@ class _Builder:
     """Plans one softmax; `counting=True` (the cost model) keeps only the sizes of pooled regions a written `select` picks."""
 
     def __init__(
-        self, spec: PatternSpec, sm: SoftmaxSpec, env: dict[str, Any], values: dict[str, torch.Tensor], L: int, tiles: tuple[int, ...], counting: bool = False
+        self, spec: PatternSpec, sm: SoftmaxSpec[DirectSpec, PartitionSpec], env: dict[str, Any], values: dict[str, torch.Tensor], L: int, tiles: tuple[int, ...], counting: bool = False
     ) -> None:
         self.spec, self.sm, self.env, self.values, self.L, self.tiles, self.counting = spec, sm, env, values, L, tiles, counting
         self._natural: dict[tuple[str, ...], bool] = {}

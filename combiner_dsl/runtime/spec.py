@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .tiling import Binder, Fn
 
+E = TypeVar("E")  # one expression of the spec: its AST in the compiler's analysis, its rendered function here
+D = TypeVar("D")
+P = TypeVar("P")
+
 
 @dataclass(frozen=True)
-class Feature:
+class Feature(Generic[E]):
     key: str  # "@i0", "@j1", ...
     side: str  # "i" or "j"
-    fn: Fn
+    expr: E
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,15 @@ class DirectSpec:
 
 
 @dataclass(frozen=True)
-class Solved:
-    free: tuple[str, ...]
-    solved: tuple[tuple[str, Fn], ...]
-    residual: Fn
+class Solved(Generic[E]):
+    """A predicate over (var, binders): `solved` binders follow from the others, `residual` is the rest."""
+
+    free: tuple[str, ...]  # binders to enumerate, in declaration order
+    solved: tuple[tuple[str, E], ...]  # in evaluation order
+    residual: E
+
+    def as_dict(self) -> dict[str, E]:
+        return dict(self.solved)
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,8 @@ class SummarySource:
 class PartitionSpec:
     name: str
     binders: tuple[Binder, ...]
-    member: Solved
-    select: Solved | None  # None: derived selection
+    member: Solved[Fn]
+    select: Solved[Fn] | None  # None: derived selection
     order: tuple[str, ...]
     query: SummarySource
     key: SummarySource
@@ -54,9 +63,11 @@ class PartitionSpec:
 
 
 @dataclass(frozen=True)
-class SoftmaxSpec:
-    directs: tuple[DirectSpec, ...]
-    partitions: tuple[PartitionSpec, ...]
+class SoftmaxSpec(Generic[D, P]):
+    """One joint softmax: direct groups plus the partitions whose units it takes."""
+
+    directs: tuple[D, ...]
+    partitions: tuple[P, ...]
 
 
 @dataclass(frozen=True)
@@ -65,8 +76,8 @@ class PatternSpec:
     causal: bool
     lets: Callable[[Any, int], dict[str, Any]]
     requires: tuple[tuple[str, Fn], ...]
-    features: tuple[Feature, ...]
-    softmaxes: tuple[SoftmaxSpec, ...]
+    features: tuple[Feature[Fn], ...]
+    softmaxes: tuple[SoftmaxSpec[DirectSpec, PartitionSpec], ...]
     mix: str | None
 
 

@@ -179,6 +179,17 @@ def combiner_fwd_kernel(
 
 
 @triton.jit
+def _grad_block(q, do, k, v, qk, lse, delta, DKX, DVX, kv_ptr, kv_mask, sm_scale, PRECISION: tl.constexpr):
+    """One block of keys (direct keys or unit summaries): add its key and value gradients at
+    DKX/DVX + kv_ptr, and return its part of dq (before the softmax scale)."""
+    p = tl.math.exp2(qk - lse[:, None])
+    ds = p * (tl.dot(do, tl.trans(v), input_precision=PRECISION) - delta[:, None])
+    tl.atomic_add(DKX + kv_ptr, tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION) * sm_scale, mask=kv_mask, sem="relaxed")
+    tl.atomic_add(DVX + kv_ptr, tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION), mask=kv_mask, sem="relaxed")
+    return tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
+
+
+@triton.jit
 def combiner_bwd_kernel(
     Q, K, V, KB, VB, DO, LSE, DELTA, DQ, DK, DV, DKB, DVB,  # DO, DQ contiguous; DK, DV, DKB, DVB float32, zeroed
     QS, KS, DT, DF, DM, UL, UM, ND, NU,
@@ -201,23 +212,13 @@ def combiner_bwd_kernel(
         for kc in range(0, TK, BN):
             cols, col_ok, kv_mask, k, v = _key_block(K, V, KS, t, kc, b, h, L, TK, skb, skh, skl, svb, svh, svl, rd, d_ok, BN, K_PERM, I64)
             qk = _direct_logits(q, k, DF, DM, slot, rm, kc, col_ok, qk_scale, TQ, BN, DMW, COLMASK, PRECISION)
-            p = tl.math.exp2(qk - lse[:, None])
-            ds = p * (tl.dot(do, tl.trans(v), input_precision=PRECISION) - delta[:, None])
-            dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
-            kv_ptr = cols[:, None] * D + rd[None, :]
-            tl.atomic_add((DK + bh * L * D) + kv_ptr, tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION) * sm_scale, mask=kv_mask, sem="relaxed")
-            tl.atomic_add((DV + bh * L * D) + kv_ptr, tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION), mask=kv_mask, sem="relaxed")
+            dq += _grad_block(q, do, k, v, qk, lse, delta, DK + bh * L * D, DV + bh * L * D, cols[:, None] * D + rd[None, :], kv_mask, sm_scale, PRECISION)
 
     nu = tl.load(NU + qt)
     for c in range(0, nu, BU):
         uid, u_mask, kb, vb = _unit_block(KB, VB, UL, bh, qt, c, nu, U, n_umax, rd, d_ok, D, BU, I64)
         qk = _unit_logits(q, kb, UM, qt, rm, c, umw, qk_scale, TQ, BU, PRECISION)
-        p = tl.math.exp2(qk - lse[:, None])
-        ds = p * (tl.dot(do, tl.trans(vb), input_precision=PRECISION) - delta[:, None])
-        dq += tl.dot(ds.to(kb.dtype), kb, input_precision=PRECISION)
-        u_ptr = uid[:, None] * D + rd[None, :]
-        tl.atomic_add((DKB + bh * U * D) + u_ptr, tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION) * sm_scale, mask=u_mask, sem="relaxed")
-        tl.atomic_add((DVB + bh * U * D) + u_ptr, tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION), mask=u_mask, sem="relaxed")
+        dq += _grad_block(q, do, kb, vb, qk, lse, delta, DKB + bh * U * D, DVB + bh * U * D, uid[:, None] * D + rd[None, :], u_mask, sm_scale, PRECISION)
 
     dq_ptr = (DQ + bh * L * D) + rows[:, None] * D + rd[None, :]
     dq = dq * sm_scale
