@@ -27,7 +27,6 @@ from .runtime.spec import Solved as _Solved
 Feature = _Feature[ast.Expr]
 Solved = _Solved[ast.Expr]
 
-INT_NODES = (ast.IntLit, ast.Name, ast.Neg, ast.Binary, ast.Call)
 
 
 @dataclass(frozen=True)
@@ -65,13 +64,18 @@ class PatternModel:
 # ---------------------------------------------------------------- features
 
 
+def _is_int_operation(e: ast.Expr) -> bool:
+    """An integer-valued node that computes something (not a bare name or literal)."""
+    return isinstance(e, ast.Binary | ast.Call) or (isinstance(e, ast.Unary) and e.op == "neg")
+
+
 def features_of(e: ast.Expr, var: str, outer: frozenset[str]) -> list[ast.Expr]:
     """Largest integer subexpressions using `var` and otherwise only `outer` names (L, lets)."""
     found: list[ast.Expr] = []
 
     def visit(x: ast.Expr) -> None:
         used = names(x)
-        if isinstance(x, INT_NODES) and not isinstance(x, ast.Name) and var in used and used <= outer | {var}:
+        if _is_int_operation(x) and var in used and used <= outer | {var}:
             if x not in found:
                 found.append(x)
             return
@@ -173,7 +177,7 @@ def analyze(pattern: ir.Pattern) -> PatternModel:
                 ident += [f for f in features_of(s.position, "i", outer) if f not in ident]
         free = None
         if select is None:
-            free = conj([allowed, ast.Not(plan.direct)])
+            free = conj([allowed, ast.Unary("not", plan.direct)])
             for side in ("i", "j"):
                 for f in features_of(free, side, outer):
                     feats.add(f, side)
@@ -194,7 +198,7 @@ def analyze(pattern: ir.Pattern) -> PatternModel:
         out: list[DirectGroup] = []
         earlier: list[ast.Expr] = []
         for (q, k), xs in groups.items():
-            pred = conj([allowed, disj(xs), *([ast.Not(disj(earlier))] if earlier else [])])
+            pred = conj([allowed, disj(xs), *([ast.Unary("not", disj(earlier))] if earlier else [])])
             for side in ("i", "j"):
                 for f in features_of(pred, side, outer):
                     feats.add(f, side)

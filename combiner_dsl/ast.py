@@ -30,12 +30,10 @@ class Name(Expr):
 
 
 @dataclass(frozen=True, slots=True)
-class Neg(Expr):
-    operand: Expr
+class Unary(Expr):
+    """op is "neg" (integer `-x`) or "not" (the operators registry's names)."""
 
-
-@dataclass(frozen=True, slots=True)
-class Not(Expr):
+    op: str
     operand: Expr
 
 

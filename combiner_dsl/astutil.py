@@ -9,7 +9,7 @@ from . import ast
 
 
 def children(e: ast.Expr) -> tuple[ast.Expr, ...]:
-    if isinstance(e, ast.Neg | ast.Not):
+    if isinstance(e, ast.Unary):
         return (e.operand,)
     if isinstance(e, ast.Binary):
         return (e.left, e.right)
@@ -68,7 +68,7 @@ def substitute(e: ast.Expr, table: Mapping[ast.Expr, ast.Expr]) -> ast.Expr:
     """`e` with every subexpression found in `table` replaced (outermost first)."""
     if e in table:
         return table[e]
-    if isinstance(e, ast.Neg | ast.Not):
+    if isinstance(e, ast.Unary):
         return replace(e, operand=substitute(e.operand, table))
     if isinstance(e, ast.Binary):
         return replace(e, left=substitute(e.left, table), right=substitute(e.right, table))

@@ -22,9 +22,9 @@ def _growth(e: ast.Expr, lets: dict[str, sympy.Expr]) -> sympy.Expr:
         return sympy.Integer(e.value)
     if isinstance(e, ast.Name):
         return Lsym if e.id == "L" else lets.get(e.id, sympy.Integer(1))
-    if isinstance(e, ast.Neg | ast.Binary | ast.Call):
+    if (isinstance(e, ast.Unary) and e.op == "neg") or isinstance(e, ast.Binary | ast.Call):
         kind, name, args = (
-            ("unary", "neg", (e.operand,)) if isinstance(e, ast.Neg) else ("binary", e.op, (e.left, e.right)) if isinstance(e, ast.Binary) else ("call", e.func, e.args)
+            ("unary", "neg", (e.operand,)) if isinstance(e, ast.Unary) else ("binary", e.op, (e.left, e.right)) if isinstance(e, ast.Binary) else ("call", e.func, e.args)
         )
         op = operators.get(kind, name)  # type: ignore[arg-type]
         if op.growth is not None:

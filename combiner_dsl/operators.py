@@ -89,8 +89,8 @@ def get(kind: Kind, name: str) -> Operator:
 
 def node_operator(e: ast.Expr) -> tuple[Kind, str, tuple[ast.Expr, ...]]:
     """(kind, name, operands) of an operator node (a comparison chain is named by its first link)."""
-    if isinstance(e, ast.Neg | ast.Not):
-        return "unary", "neg" if isinstance(e, ast.Neg) else "not", (e.operand,)
+    if isinstance(e, ast.Unary):
+        return "unary", e.op, (e.operand,)
     if isinstance(e, ast.Binary):
         return "binary", e.op, (e.left, e.right)
     if isinstance(e, ast.Compare):

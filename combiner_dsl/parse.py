@@ -91,10 +91,10 @@ class _ToAst(Transformer_NonRecursive):  # type: ignore[type-arg]
         return ast.Call(str(c[0]), args, _tok_span(c[0]), span=_span(meta))
 
     def neg(self, meta: Any, c: list[Any]) -> ast.Expr:
-        return ast.Neg(c[1], span=_span(meta))
+        return ast.Unary("neg", c[1], span=_span(meta))
 
     def not_op(self, meta: Any, c: list[Any]) -> ast.Expr:
-        return ast.Not(c[0], span=_span(meta))
+        return ast.Unary("not", c[0], span=_span(meta))
 
     def power(self, meta: Any, c: list[Any]) -> ast.Expr:
         return ast.Binary("**", c[0], c[2], span=_span(meta))

@@ -62,12 +62,10 @@ class _Checker:
                 known = ", ".join(sorted(scope.names)) or "nothing"
                 self.error(e.span, f"unknown name `{e.id}`", f"{scope.where} may use: {known}")
             return None
-        if isinstance(e, ast.Neg):
-            self.expr(e.operand, scope, INT)
-            return INT
-        if isinstance(e, ast.Not):
-            self.expr(e.operand, scope, BOOL)
-            return BOOL
+        if isinstance(e, ast.Unary):
+            typ = INT if e.op == "neg" else BOOL
+            self.expr(e.operand, scope, typ)
+            return typ
         if isinstance(e, ast.Binary):
             self.expr(e.left, scope, INT)
             self.expr(e.right, scope, INT)

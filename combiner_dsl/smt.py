@@ -299,8 +299,8 @@ class Encoder:
             return z3.BoolVal(e.value)
         if isinstance(e, ast.Name):
             return env[e.id]
-        if isinstance(e, ast.Neg | ast.Not):
-            op = operators.get("unary", "neg" if isinstance(e, ast.Neg) else "not")
+        if isinstance(e, ast.Unary):
+            op = operators.get("unary", e.op)
             return op.smt(self, e, self.term(e.operand, env))
         if isinstance(e, ast.Binary):
             if e.op == "*":

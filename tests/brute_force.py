@@ -65,10 +65,8 @@ def ev(e: ast.Expr, env: dict[str, Any]) -> Any:
         return e.value
     if isinstance(e, ast.Name):
         return env[e.id]
-    if isinstance(e, ast.Neg):
-        return _fits(-ev(e.operand, env))
-    if isinstance(e, ast.Not):
-        return not ev(e.operand, env)
+    if isinstance(e, ast.Unary):
+        return _fits(-ev(e.operand, env)) if e.op == "neg" else not ev(e.operand, env)
     if isinstance(e, ast.Binary):
         return _fits(OPS[e.op](ev(e.left, env), ev(e.right, env)))
     if isinstance(e, ast.Compare):

@@ -52,8 +52,8 @@ def _render(e: ast.Expr, subst: Mapping[ast.Expr, str]) -> str:
         return str(int(e.value))
     if isinstance(e, ast.Name):
         return f"e[{key(checked_name(e.id))}]"
-    if isinstance(e, ast.Neg | ast.Not):
-        return _call("unary", "neg" if isinstance(e, ast.Neg) else "not", [_render(e.operand, subst)])
+    if isinstance(e, ast.Unary):
+        return _call("unary", e.op, [_render(e.operand, subst)])
     if isinstance(e, ast.Binary):
         return _call("binary", e.op, [_render(e.left, subst), _render(e.right, subst)])
     if isinstance(e, ast.Compare):
