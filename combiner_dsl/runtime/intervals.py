@@ -10,6 +10,8 @@ raises `DomainError` like the exact evaluation would, never wraps.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -82,6 +84,12 @@ def _floordiv_nonzero(a: Interval, b: Interval) -> Interval:
         return torch.div(x, y, rounding_mode="floor")
 
     return _hull(_corners(div, a, pos), _corners(div, a, neg), b.hi >= 1, b.lo <= -1)
+
+
+def _endpointwise(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], args: tuple[object, ...]) -> Interval:
+    """min / max of intervals: both are monotone in every argument, so they act on each endpoint."""
+    xs = [Interval.of(a) for a in args]
+    return Interval(functools.reduce(fn, [x.lo for x in xs]), functools.reduce(fn, [x.hi for x in xs]))
 
 
 def _t(x: object) -> torch.Tensor:
@@ -160,19 +168,11 @@ class Bounds:
 
     @staticmethod
     def min(*args: object) -> Interval:
-        xs = [Interval.of(a) for a in args]
-        lo, hi = xs[0].lo, xs[0].hi
-        for x in xs[1:]:
-            lo, hi = torch.minimum(lo, x.lo), torch.minimum(hi, x.hi)
-        return Interval(lo, hi)
+        return _endpointwise(torch.minimum, args)
 
     @staticmethod
     def max(*args: object) -> Interval:
-        xs = [Interval.of(a) for a in args]
-        lo, hi = xs[0].lo, xs[0].hi
-        for x in xs[1:]:
-            lo, hi = torch.maximum(lo, x.lo), torch.maximum(hi, x.hi)
-        return Interval(lo, hi)
+        return _endpointwise(torch.maximum, args)
 
     @staticmethod
     def _monotone(fn: object, a: object, least: int) -> Interval:
@@ -238,11 +238,7 @@ class Bounds:
 
     @staticmethod
     def or_(*args: object) -> Tri:
-        ts = [Tri.of(a) for a in args]
-        can_true, can_false = ts[0].can_true, ts[0].can_false
-        for t in ts[1:]:
-            can_true, can_false = can_true | t.can_true, can_false & t.can_false
-        return Tri(can_true, can_false)
+        return Bounds.not_(Bounds.and_(*(Bounds.not_(a) for a in args)))  # De Morgan
 
     @staticmethod
     def not_(a: object) -> Tri:
