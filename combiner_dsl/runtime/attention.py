@@ -14,7 +14,8 @@ import torch
 
 from .module import by_kv_group, compute_dtype
 from .plan import PatternPlan, Plan, Segment
-from .summary import BUDGET, NEG_INF, summary_pass
+from .summary import BUDGET, summary_pass
+from .windows import NEG_INF
 
 # ---------------------------------------------------------------- segment passes
 

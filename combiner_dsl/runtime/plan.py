@@ -17,6 +17,7 @@ from .classify import PartitionState, Selection, direct_masks, direct_pairs, for
 from .ops import MAX_LENGTH, DomainError, Exact
 from .spec import DirectSpec, PartitionSpec, PatternSpec, SoftmaxSpec
 from .tiling import Enumeration, Fn, Members, Order, TooManyTuples, as_long, members, natural_order, sorted_order
+from .windows import Windows, window_family
 
 # ---------------------------------------------------------------- the plan
 
@@ -56,6 +57,7 @@ class Bucket:
     query_run: tuple[int, int] | None = None  # likewise for query_pos (at() queries), so a view replaces a gather
     key_run: tuple[int, int] | None = None
     padded: bool = True  # some region is smaller than the bucket width
+    windows: Windows | None = None  # pooled regions that are prefixes or suffixes of shared windows
 
     @property
     def n_units(self) -> int:
@@ -368,7 +370,12 @@ def _buckets(mem: Members, query_pool: str | None, key_pool: str | None, keys: t
     regs, inv, counts = torch.unique_consecutive(region, return_inverse=True, return_counts=True)
     rank = torch.arange(keys.numel()) - (torch.cumsum(counts, 0) - counts)[inv]
     sizes = mem.sizes[regs]
-    if torch.unique(sizes).numel() <= 16:
+    windows = None
+    if query_pool is not None and key_pool is not None:  # one unit per region
+        windows = window_family(mem.padded(regs, int(sizes.max())), sizes) if regs.numel() else None
+    if windows is not None:
+        bkey = torch.zeros_like(sizes)  # one bucket: the windows are read whole anyway
+    elif torch.unique(sizes).numel() <= 16:
         bkey = sizes
     else:
         bkey = torch.pow(2, torch.ceil(torch.log2(sizes.double())).long())
@@ -393,6 +400,7 @@ def _buckets(mem: Members, query_pool: str | None, key_pool: str | None, keys: t
             query_run=arithmetic_run(qp) if query_pool is None else None,
             key_run=arithmetic_run(kp) if key_pool is None else None,
             padded=bool((sizes[sel] < S).any()),
+            windows=windows,
         ))
         first += sel.numel() * Ur
     return out, uids, first

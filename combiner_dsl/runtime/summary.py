@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from .plan import Bucket, Plan
+from .windows import NEG_INF, window_summaries
 
 BUDGET = 1 << 20  # floats in the largest intermediate of one chunk: small enough to stay in cache
-NEG_INF = float("-inf")  # logit of a masked entry: exactly zero weight beside any real logit, whatever its size
 
 
 
@@ -56,6 +56,9 @@ def _expectation(qbar: torch.Tensor, km: torch.Tensor, vm: torch.Tensor, scale: 
 
 
 def _bucket_pass(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bk: Bucket, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    if bk.windows is not None:
+        assert bk.query_pool is not None and bk.key_pool is not None
+        return window_summaries(q, k, v, bk.windows, bk.query_pool, bk.key_pool, scale, BUDGET)
     B, H, _, D = q.shape
     R, S = bk.members.shape
     Ur = bk.query_pos.shape[1]
