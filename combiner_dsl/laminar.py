@@ -4,7 +4,7 @@ A family of regions is laminar when any two are disjoint or nested; its containm
 then a forest. With every singleton in the family, the inclusion-maximal regions inside any key
 set are disjoint and cover it: that is why derived selection over a laminar family never fails.
 The checker (`layout.py`), `combiner tree` and the explorer all derive selections here; the
-planner walks the same forest tile by tile (`runtime/classify.py`).
+planner walks the same forest tile by tile (`runtime/derived.py`).
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def derived_variant(path: Path) -> str:
     return "\n".join(lines).replace(f"pattern {path.stem}:", f"pattern {path.stem}_derived:") + "\n"
 
 
-@pytest.mark.parametrize("L", [7, 64, 100])
+@pytest.mark.parametrize("L", [1, 2, 3, 7, 37, 64, 100, 127])  # (37: a run of members in the last block)
 @pytest.mark.parametrize("path", sorted(ROOT.glob("examples/*.cmb")), ids=lambda p: p.stem)
 def test_derived_selection_matches_the_oracle(path: Path, L: int) -> None:
     text = derived_variant(path)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .intervals import Bounds, Interval, Tri
+from .intervals import Bounds, Tri
 from .ops import DomainError, Exact
 from .refine import refine
 from .tiling import Enumeration, Fn, Members, Order, TileBounds, as_bool, as_interval, as_long, as_tri, chunks, interval_env, tile_bounds
@@ -236,8 +236,7 @@ def select_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Te
     if ps.regions.count == 0:  # a partition with no region at this L contributes nothing
         empty = torch.zeros(0, dtype=torch.int64)
         return Selection(empty, empty, empty, empty, torch.zeros(0, order.tile, dtype=torch.bool), empty, empty, empty)
-    if ps.free_fn is not None:
-        return derived_units(ps, order, values, env, L)
+    assert ps.free_fn is None, "derived selections are walked in runtime/derived.py"
     T = order.tile
     tb = tile_bounds(order, side_values(values, "i"), (max(order.n_tiles, 1) - 1).bit_length())
     tiles = order.tiles()
@@ -327,6 +326,11 @@ class Forest:
     lo: dict[str, torch.Tensor]  # per j-side value ("j", "@j0", ...): its min over each region's members
     hi: dict[str, torch.Tensor]
     pyramid: TileBounds  # j-side values over aligned blocks of 1, 2, 4, ... consecutive member entries
+    # chains: maximal runs of regions with one child each, plus the region they end at, top down
+    chain_nodes: torch.Tensor  # flat, chain after chain
+    chain_of: torch.Tensor  # [R]: the chain a region lies in, -1 for none
+    chain_pos: torch.Tensor  # [R]: its index in chain_nodes
+    chain_end: torch.Tensor  # [chains]: index in chain_nodes of each chain's last region
 
 
 def forest(name: str, mem: Members, values: Mapping[str, torch.Tensor]) -> Forest:
@@ -359,96 +363,33 @@ def forest(name: str, mem: Members, values: Mapping[str, torch.Tensor]) -> Fores
         hi[key] = torch.full((R,), -(2**62), dtype=torch.int64).scatter_reduce(0, rid, v, "amax")
     entries = max(1, mem.keys.numel())
     pyramid = tile_bounds(Order(mem.keys, 1, True), side_values(values, "j"), (entries - 1).bit_length())
-    return Forest(parent, offsets, kids, (nonempty & (parent < 0)).nonzero().flatten(), lo, hi, pyramid)
+    return Forest(parent, offsets, kids, (nonempty & (parent < 0)).nonzero().flatten(), lo, hi, pyramid, *_chains(parent, offsets, kids))
 
 
-def _contained(free: Fn, mem: Members, pyramid: TileBounds, region: torch.Tensor, query: torch.Tensor, values: Mapping[str, torch.Tensor], env: Mapping[str, Any]) -> torch.Tensor:
-    """For each (region, query) pair: is every member of the region free for the query?
-
-    Refines each region's run of member entries (the pyramid's aligned blocks) looking for a key
-    that is not free: a block that is all free is done, one that is all not free refutes the pair.
-    """
-    start = mem.offsets[region]
-    stop = start + mem.sizes[region]
-    level = int((mem.sizes[region].max() - 1).clamp(min=0)).bit_length() if region.numel() else 0
-    qenv = exact_env(env, values, query, "i")
-    sides = side_values(values, "i")
-
-    def judge(lev: list[int], at: list[torch.Tensor], pair: torch.Tensor) -> Tri:
-        scope = {k: (v[pair] if k in sides else v) for k, v in qenv.items()}
-        tri = as_tri(free(Bounds, interval_env(scope, pyramid, lev[0], at[0], (pair.numel(),))), (pair.numel(),))
-        return Tri(tri.can_false, tri.can_true)  # looking for keys that are not free
-
-    def within(lev: list[int], at: list[torch.Tensor], pair: torch.Tensor) -> torch.Tensor:
-        return (at[0] << lev[0] < stop[pair]) & ((at[0] + 1) << lev[0] > start[pair])
-
-    pair = torch.arange(region.numel()).repeat_interleave(2)
-    block = torch.stack([start >> level, (start >> level) + 1], 1).flatten()
-    found = refine([pyramid], [level], [block], judge, owner=pair, within=within, split_full=False, settle=True)
-    ok = torch.ones(region.numel(), dtype=torch.bool)
-    ok[found.owner] = False
-    for _, _, owners in found.whole:
-        ok[owners] = False
-    return ok
-
-
-def derived_units(ps: PartitionState, order: Order, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], L: int) -> Selection:
-    """Derived selection: the inclusion-maximal non-empty regions inside the free keys of each query.
-
-    Walks the inclusion forest top-down per query tile: a region contained for a query is selected
-    and its subtree skipped for that query; a region holding no free key prunes its subtree.
-    """
-    assert ps.free_fn is not None and ps.forest is not None
-    T, fo, free = order.tile, ps.forest, ps.free_fn
-    tiles = order.tiles()
-    tb = tile_bounds(order, side_values(values, "i"), 0)
-    live = (tb.count[0][: order.n_tiles] > 0).nonzero().flatten()
-    t = live.repeat_interleave(fo.roots.numel())
-    reg = fo.roots.repeat(live.numel())
-    covered = tiles[t] < 0  # queries already under a selected ancestor (and padding)
-    fulls: list[tuple[torch.Tensor, torch.Tensor]] = []
-    cells: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    at_free = ps.query_at is None and ps.key_at is None
-    while t.numel():
-        n = t.numel()
-        box = {**interval_env(env, tb, 0, t, (n,)), **{k: Interval(fo.lo[k][reg], fo.hi[k][reg]) for k in fo.lo}}
-        tri = as_tri(free(Bounds, box), (n,))
-        whole = tri.all_true & ~covered.any(1) & at_free
-        fulls.append((t[whole], reg[whole]))
-        # per query: an interval box of one query against the region's hull usually decides
-        todo = (tri.can_true & ~whole).nonzero().flatten()
-        tt, rr, cov = t[todo], reg[todo], covered[todo]
-        i = tiles[tt]
-        pbox = {**exact_env(env, values, i, "i"), **{k: Interval(fo.lo[k][rr][:, None], fo.hi[k][rr][:, None]) for k in fo.lo}}
-        ptri = as_tri(free(Bounds, pbox), (todo.numel(), T))
-        inside = ptri.all_true & ~cov
-        unsure = (ptri.mixed & ~cov).nonzero()
-        if unsure.numel():
-            inside[unsure[:, 0], unsure[:, 1]] = _contained(free, ps.members, fo.pyramid, rr[unsure[:, 0]], i[unsure[:, 0], unsure[:, 1]], values, env)
-        hit = inside.nonzero()
-        cells.append((tt[hit[:, 0]], hit[:, 1], rr[hit[:, 0]]))
-        # descend where some uncovered query meets a free key of the region but does not contain it
-        cov = cov | inside
-        go = (~cov & ptri.can_true).any(1)
-        tt, rr, cov = tt[go], rr[go], cov[go]
-        nkids = fo.child_offsets[rr + 1] - fo.child_offsets[rr]
-        parent_of = torch.repeat_interleave(torch.arange(tt.numel()), nkids)
-        local = torch.arange(int(nkids.sum())) - torch.repeat_interleave(torch.cumsum(nkids, 0) - nkids, nkids)
-        t, reg, covered = tt[parent_of], fo.child_ids[fo.child_offsets[rr[parent_of]] + local], cov[parent_of]
-    empty = torch.zeros(0, dtype=torch.int64)
-    full_t = torch.cat([f[0] for f in fulls]) if fulls else empty
-    full_r = torch.cat([f[1] for f in fulls]) if fulls else empty
-    none = torch.full_like(full_r, -1)
-    cell_t, cell_s, cell_r = (torch.cat([c[k] for c in cells]) if cells else empty for k in range(3))
-    q = tiles[cell_t, cell_s]
-    scope = {**exact_env(env, values, q, "i"), **{n: v[cell_r] for n, v in ps.regions.values.items()}}
-    shape = (cell_r.numel(),)
-    pos = []
-    for fn in (ps.query_at, ps.key_at):
-        p = torch.full(shape, -1, dtype=torch.int64) if fn is None else as_long(fn(Exact, scope), shape)
-        if fn is not None:
-            _check_c3(ps, torch.ones(shape, dtype=torch.bool), (p >= 0) & (p < L) & ps.members.contains(cell_r, p.clamp(0, max(0, L - 1)), L), L)
-        pos.append(p)
-    return Selection(
-        full_t, unit_key(full_r, none, none, L), empty, empty, torch.zeros(0, T, dtype=torch.bool), cell_t, cell_s, unit_key(cell_r, pos[0], pos[1], L)
-    )
+def _chains(parent: torch.Tensor, offsets: torch.Tensor, kids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The forest's chains (see `Forest`): followed from their heads all at once, one level a step."""
+    R = parent.numel()
+    one = (offsets[1:] - offsets[:-1]) == 1
+    only = torch.full((R,), -1, dtype=torch.int64)
+    only[one] = kids[offsets[:-1][one]]
+    below_one = torch.zeros(R, dtype=torch.bool)
+    below_one[parent >= 0] = one[parent[parent >= 0]]
+    chain_nodes, chain_ids = [], []
+    active = torch.arange(int((one & ~below_one).sum()))
+    node = (one & ~below_one).nonzero().flatten()
+    while node.numel():
+        chain_nodes.append(node)
+        chain_ids.append(active)
+        keep = one[node]
+        active, node = active[keep], only[node[keep]]
+    nodes = torch.cat([torch.zeros(0, dtype=torch.int64), *chain_nodes])
+    ids = torch.cat([torch.zeros(0, dtype=torch.int64), *chain_ids])
+    order = torch.argsort(ids, stable=True)  # steps are taken in order: stable keeps each chain top down
+    nodes, ids = nodes[order], ids[order]
+    chain_of = torch.full((R,), -1, dtype=torch.int64)
+    chain_pos = torch.full((R,), -1, dtype=torch.int64)
+    chain_of[nodes] = ids
+    chain_pos[nodes] = torch.arange(nodes.numel())
+    n_chains = int(ids.max()) + 1 if ids.numel() else 0
+    chain_end = torch.cumsum(torch.bincount(ids, minlength=n_chains), 0) - 1
+    return nodes, chain_of, chain_pos, chain_end

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .classify import PartitionState, Selection, direct_masks, direct_pairs, forest, select_units
+from .derived import derived_units
 from .ops import MAX_LENGTH, DomainError, Exact
 from .spec import DirectSpec, PartitionSpec, PatternSpec, SoftmaxSpec
 from .tiling import Enumeration, Fn, Members, Order, TooManyTuples, as_long, members, natural_order, sorted_order
@@ -268,7 +269,7 @@ class _Builder:
             k = self.order(seg.ksig, T)
             empty = torch.zeros(0, dtype=torch.int64)
             pairs = direct_pairs(_or([d.pred for d in seg.directs]), q, k, self.values, self.env) if seg.directs else (empty, empty, empty.bool())
-            sels = [select_units(states[n], q, self.values, self.env, self.L, self.counting) for n in seg.parts]
+            sels = [_selection(states[n], q, self.values, self.env, self.L, self.counting) for n in seg.parts]
             if len(self.tiles) == 1:  # nothing to choose between
                 seg.q, seg.k, seg.pairs, seg.selections = q, k, pairs, sels
                 return
@@ -404,6 +405,12 @@ def _buckets(mem: Members, query_pool: str | None, key_pool: str | None, keys: t
         ))
         first += sel.numel() * Ur
     return out, uids, first
+
+
+def _selection(ps: PartitionState, order: Order, values: dict[str, torch.Tensor], env: dict[str, Any], L: int, counting: bool) -> Selection:
+    if ps.free_fn is not None and ps.regions.count:
+        return derived_units(ps, order, values, env, L)
+    return select_units(ps, order, values, env, L, counting)
 
 
 def length_problem(spec: PatternSpec, L: int) -> str | None:
