@@ -259,8 +259,9 @@ def test_output_into_a_missing_directory(capsys: pytest.CaptureFixture[str], tmp
 
 def test_the_prover_stops_at_its_total_budget() -> None:
     pattern = spec((ROOT / "examples" / "combiner_logsparse.cmb").read_text()).pattern
+    prove(pattern)  # warm: what is cached between proofs no longer spends the budget
     start = time.perf_counter()
-    outcome = prove(pattern, timeout_s=5.0, budget_s=0.2)
+    outcome = prove(pattern, timeout_s=5.0, budget_s=0.001)
     assert time.perf_counter() - start < 20  # about 0.5 s alone
     assert outcome.status == "unknown" and "budget" in (outcome.reason or "")
 
