@@ -68,7 +68,7 @@ AXIAL = """pattern axial_{pool}:
 """
 
 
-@pytest.mark.parametrize("summary", ["max", "mean", "sum", "query = mean, key = max"])
+@pytest.mark.parametrize("summary", ["max", *(pytest.param(s, marks=pytest.mark.slow) for s in ("mean", "sum", "query = mean, key = max"))])
 def test_every_pool_through_windows_matches_the_oracle(summary: str) -> None:
     pattern = load(text=AXIAL.format(pool=summary.split()[-1], summary=summary)).pattern
     attn = build_module(pattern)
