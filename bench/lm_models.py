@@ -118,6 +118,11 @@ class TinyLM(nn.Module):
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, n_out)
 
+    def set_attention(self, attention: Attention) -> None:
+        """Swap the attention of every block (e.g. the module built for another length)."""
+        for block in self.blocks:
+            block.attention = attention  # type: ignore[union-attr]
+
     def forward(self, tokens: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         x = self.tok(tokens)
         if self.pos is not None:
