@@ -46,6 +46,7 @@ class KindInfo:
     pairs_per_head: int  # direct + region + summary pairs (contract.md); L(L+1)/2 for full
     reach_last: float  # fraction of keys 0..L-1 the last query reaches in one layer (direct or via a region)
     reachable_last: torch.Tensor  # bool [L]: which keys the last query reaches
+    at_key: tuple[str, ...] = ()  # partitions whose summary key is `at(...)`: one member's key stands for the region
 
 
 def _full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -70,7 +71,8 @@ def build_attention(kind: str, L: int, path: Path | None = None) -> tuple[Attent
         reach |= plan.direct[L - 1]
         for rs in plan.regions:
             reach |= (rs.member & rs.select[L - 1][:, None]).any(0)
-    info = KindInfo(kind, "combiner" if regions else "sparse", L, pairs, float(reach.float().mean()), reach)
+    at_key = tuple(part.name for plan in spec.pattern.plans for part in plan.partitions if part.key.is_at)
+    info = KindInfo(kind, "combiner" if regions else "sparse", L, pairs, float(reach.float().mean()), reach, at_key)
     if not regions:
         mask = layout.plans[0].direct
         if not bool(mask.diagonal().all()):  # a row with no key would make SDPA return NaN
@@ -117,6 +119,11 @@ class TinyLM(nn.Module):
         self.blocks = nn.ModuleList(Block(d, heads, attention) for _ in range(layers))
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, n_out)
+
+    def set_attention(self, attention: Attention) -> None:
+        """Swap the attention of every block (e.g. the module built for another length)."""
+        for block in self.blocks:
+            block.attention = attention  # type: ignore[union-attr]
 
     def forward(self, tokens: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         x = self.tok(tokens)

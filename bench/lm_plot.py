@@ -32,6 +32,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
             cost_ax.errorbar(row["pairs_per_head"], row["mean"], yerr=[[row["mean"] - row["min"]], [row["max"] - row["mean"]]],
                              fmt="o" if row["family"] != "sparse" else "s", color="black" if kind == "full" else colors[kind], capsize=3)
             cost_ax.annotate(kind, (row["pairs_per_head"], row["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        stages = next((r.get("stages", []) for r in report["runs"] if r["L"] == L), [])
+        for end in [sum(n for _, n in stages[: k + 1]) for k in range(len(stages) - 1)]:  # where the curriculum moves up a length
+            curve_ax.axvline(end, color="grey", lw=0.8, ls="--")
+        if len(stages) > 1:
+            curve_ax.text(stages[0][1], curve_ax.get_ylim()[0], f" L = {stages[0][0]} before", fontsize=7, color="grey", ha="right", va="bottom")
         if report["task"] == "needle":  # chance: a guess among the values
             for ax in (curve_ax, cost_ax):
                 ax.axhline(1 / report["args"]["values"], color="grey", lw=0.8, ls=":")

@@ -84,6 +84,8 @@ def lm_small() -> Any:
         (["needle", "--spec", "examples/combiner_fixed_bidir.cmb"], "bidirectional"),
         (["needle", "--spec", "examples/combiner_fixed.cmb"], "named like another kind"),
         (["needle", "--spec", "no/such.cmb"], "no/such.cmb"),
+        (["needle", "--curriculum", "64"], "--curriculum"),
+        (["needle", "--curriculum", "0:10"], "--curriculum"),
     ],
 )
 def test_bad_options_exit_2(lm_small: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], needle: str) -> None:
@@ -117,3 +119,35 @@ def test_two_worker_processes_give_every_run(tmp_path: Path) -> None:
     rep = report(out)
     assert [(r["kind"], r["seed"]) for r in rep["runs"]] == [("full", 0), ("full", 1), ("sparse_fixed", 0), ("sparse_fixed", 1)]
     assert rep["machine"]["threads_per_worker"] == 1
+
+
+def test_curriculum_trains_short_first_and_scores_at_the_target(lm_small: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # 16 is not below the target 16: it is left out there; 8:3 runs first at both targets.
+    argv = ["needle", "--kinds", "combiner_fixed", "--L", "16", "32", "--curriculum", "8:3", "16:2", "--seeds", "1", "--steps", "2",
+            "--eval-every", "1", "--eval-size", "8", "--workers", "1", "--threads", "1", "--json"]
+    assert lm_small.main(argv) == 0
+    rep = json.loads(capsys.readouterr().out)
+    by_L = {r["L"]: r for r in rep["runs"]}
+    assert by_L[16]["stages"] == [[8, 3], [16, 2]]
+    assert by_L[32]["stages"] == [[8, 3], [16, 2], [32, 2]]
+    assert len(by_L[32]["losses"]) == 7
+    assert [s for s, _ in by_L[32]["curve"]] == list(range(1, 8))  # evaluated (at L = 32) through the curriculum too
+
+
+def test_an_at_key_variant_is_reported_but_left_out_of_the_two_point_check(lm_small: Any) -> None:
+    from lm_models import build_attention
+
+    assert build_attention("combiner_axial", 64)[1].at_key == ("row",)
+    assert build_attention("combiner_fixed", 64)[1].at_key == ()
+    assert build_attention("combiner_axial_maxkey", 64, ROOT / "bench" / "specs" / "combiner_axial_maxkey.cmb")[1].at_key == ()
+
+    def row(kind: str, family: str, mean: float, at_key: list[str]) -> dict[str, Any]:
+        return {"kind": kind, "family": family, "L": 64, "mean": mean, "at_key": at_key}
+
+    summary = [row("full", "full", 1.0, []), row("combiner_fixed", "combiner", 0.99, []), row("combiner_axial", "combiner", 0.1, ["row"]),
+               row("sparse_fixed", "sparse", 0.1, [])]
+    lines = lm_small.reading("needle", summary)
+    assert any("combiner_axial" in line and "left out" in line and "at(...)" in line for line in lines)
+    assert any("worst Combiner combiner_fixed" in line and "(within 2)" in line for line in lines)
+    summary[2]["at_key"] = []  # the same figures without the at() key: the variant fails the check
+    assert any("worst Combiner combiner_axial" in line and "NOT within 2" in line for line in lm_small.reading("needle", summary))
