@@ -44,11 +44,8 @@ from lm_models import KINDS, TinyLM, build_attention, n_params
 from lm_tasks import TEXT_FILE, TEXT_FILE_SHA256, DataError, NeedleTask, TextTask, default_data_dir, fetch_text, load_corpus
 
 TEXT_KINDS = ("full", "combiner_fixed", "sparse_fixed")
-# The generated torch modules of these take 7-19x the CPU time of full attention per training step at
-# L = 1024 (bench/RESULTS-models.md); the default needle run leaves them out there to fit 20 minutes.
-SLOW_AT_1024 = ["combiner_axial_horizontal@1024", "combiner_axial_vertical@1024", "combiner_mixture@1024"]
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "needle": dict(kinds=KINDS, L=[256, 1024], seeds=3, steps=150, batch=8, lr=3e-3, d=64, heads=2, layers=1, eval_every=50, skip=SLOW_AT_1024, curriculum=["64:250"]),
+    "needle": dict(kinds=KINDS, L=[256, 1024], seeds=3, steps=150, batch=8, lr=3e-3, d=64, heads=2, layers=1, eval_every=50, skip=[], curriculum=["64:250"]),
     "text": dict(kinds=TEXT_KINDS, L=[1024], seeds=1, steps=5000, batch=4, lr=2e-3, d=128, heads=4, layers=2, eval_every=250, skip=[], curriculum=[]),
 }
 SMOKE: dict[str, Any] = dict(L=[64], seeds=1, steps=40, batch=16, eval_every=20, eval_size=64, eval_windows=4, workers=1, skip=[], curriculum=[])
