@@ -101,19 +101,14 @@ def derived_units(ps: PartitionState, order: Order, values: Mapping[str, torch.T
         # per query: an interval box of one query against the region's hull usually decides
         todo = (tri.can_true & ~whole).nonzero().flatten()
         tt, rr, cov = t[todo], reg[todo], covered[todo]
-        i = tiles[tt]
-        pbox = {**exact_env(env, values, i, "i"), **{k: Interval(fo.lo[k][rr][:, None], fo.hi[k][rr][:, None]) for k in fo.lo}}
-        ptri = as_tri(free(Bounds, pbox), (todo.numel(), T))
-        inside = ptri.all_true & ~cov
-        unsure = (ptri.mixed & ~cov).nonzero()
-        if unsure.numel():
-            inside[unsure[:, 0], unsure[:, 1]] = _contained(free, ps.members, fo.pyramid, rr[unsure[:, 0]], i[unsure[:, 0], unsure[:, 1]], values, env)
+        inside, meets = _inside(ps, fo, free, rr[:, None], tiles[tt], values, env, ask=~cov)
+        inside &= ~cov
         hit = inside.nonzero()
         cells.append((tt[hit[:, 0]], hit[:, 1], rr[hit[:, 0]]))
         # descend where some uncovered query meets a free key of the region but does not contain it
         cov = cov | inside
-        go = (~cov & ptri.can_true).any(1)
-        tt, rr, cov, seen = tt[go], rr[go], cov[go], ptri.can_true[go]
+        go = (~cov & meets).any(1)
+        tt, rr, cov, seen = tt[go], rr[go], cov[go], meets[go]
         nkids = fo.child_offsets[rr + 1] - fo.child_offsets[rr]
         chain = nkids == 1
         if bool(chain.any()):  # down the chain to its end at once, then on to the end's children
@@ -144,16 +139,19 @@ def derived_units(ps: PartitionState, order: Order, values: Mapping[str, torch.T
     )
 
 
-def _inside(ps: PartitionState, fo: Forest, free: Fn, region: torch.Tensor, query: torch.Tensor, values: Mapping[str, torch.Tensor], env: Mapping[str, Any]) -> torch.Tensor:
-    """For each (region, query) pair: is the region inside the query's free keys? The region's hull
-    usually decides; the members settle the rest."""
+def _inside(
+    ps: PartitionState, fo: Forest, free: Fn, region: torch.Tensor, query: torch.Tensor, values: Mapping[str, torch.Tensor], env: Mapping[str, Any], ask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For (region, query) pairs (broadcast to the query's shape): is the region inside the query's
+    free keys, and may it hold a free key at all? The region's hull usually decides; the members
+    settle the rest, only where `ask` (default: every pair)."""
     box = {**exact_env(env, values, query, "i"), **{k: Interval(fo.lo[k][region], fo.hi[k][region]) for k in fo.lo}}
-    tri = as_tri(free(Bounds, box), (region.numel(),))
-    out = tri.all_true.clone()
-    unsure = tri.mixed.nonzero().flatten()
-    if unsure.numel():
-        out[unsure] = _contained(free, ps.members, fo.pyramid, region[unsure], query[unsure], values, env)
-    return out
+    tri = as_tri(free(Bounds, box), query.shape)
+    inside = tri.all_true.clone()
+    unsure = (tri.mixed if ask is None else tri.mixed & ask).nonzero(as_tuple=True)
+    if unsure[0].numel():
+        inside[unsure] = _contained(free, ps.members, fo.pyramid, region.expand(query.shape)[unsure], query[unsure], values, env)
+    return inside, tri.can_true
 
 
 def _down_chain(
@@ -181,7 +179,7 @@ def _down_chain(
         if not open_.numel():
             break
         mid = torch.div(lo[open_] + hi[open_], 2, rounding_mode="floor")
-        ok = _inside(ps, fo, free, fo.chain_nodes[mid], query[open_], values, env)
+        ok, _ = _inside(ps, fo, free, fo.chain_nodes[mid], query[open_], values, env)
         hi[open_] = torch.where(ok, mid, hi[open_])
         lo[open_] = torch.where(ok, lo[open_], mid + 1)
     hit = lo <= end
