@@ -3,6 +3,9 @@ bucket takes the window path, and every pool against the dense oracle, forward a
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,28 +52,17 @@ def test_other_families_keep_the_gather(rows: list[list[int]]) -> None:
     assert window_family(*padded(rows)) is None
 
 
-AXIAL = """pattern axial_{pool}:
-    causal
-    let w = isqrt(L)
-    direct: j // w == i // w or j % w == i % w
-    partition colprefix[c in 0 .. w, a in 0 .. cdiv(L, w)]:
-        member: j % w == c and j // w < a
-        select: a == i // w and c != i % w
-        summary: {summary}
-    partition rowright[r in 0 .. cdiv(L, w), c in 0 .. w]:
-        member: j // w == r and j % w > c
-        select: r < i // w and c == i % w
-        summary: {summary}
-    partition rowleft[r in 0 .. cdiv(L, w), c in 0 .. w]:
-        member: j // w == r and j % w < c
-        select: r < i // w and c == i % w
-        summary: {summary}
-"""
+MIXTURE = (Path(__file__).resolve().parent.parent / "examples" / "combiner_mixture.cmb").read_text()
+
+
+def mixture_with(summary: str) -> str:
+    """combiner_mixture (column prefixes, row prefixes and row suffixes) with another summary."""
+    return re.sub(r"(\n( +)select: [^\n]*)", lambda m: f"{m[1]}\n{m[2]}summary: {summary}", MIXTURE)
 
 
 @pytest.mark.parametrize("summary", ["max", *(pytest.param(s, marks=pytest.mark.slow) for s in ("mean", "sum", "query = mean, key = max"))])
 def test_every_pool_through_windows_matches_the_oracle(summary: str) -> None:
-    pattern = load(text=AXIAL.format(pool=summary.split()[-1], summary=summary)).pattern
+    pattern = load(text=mixture_with(summary)).pattern
     attn = build_module(pattern)
     g = torch.Generator().manual_seed(3)
     for L in (7, 50, 100, 127):
