@@ -34,7 +34,7 @@ from .runtime.classify import OutsideRegion, Selection, exact_env, side_values
 from .runtime.intervals import Bounds, Interval
 from .runtime.ops import Exact
 from .runtime.plan import _Builder, _or, _SegmentWork, feature_values
-from .runtime.tiling import Order, TooManyTuples, as_bool, as_tri, chunks, interval_env, tile_bounds
+from .runtime.tiling import Fn, Order, TooManyTuples, as_bool, as_tri, chunks, interval_env, tile_bounds
 
 TILE = 16  # counting does not depend on the tile size; small tiles keep mixed tiles cheap (sparse_fixed: 2.4x less work than 64)
 __all__ = ["CostFigures", "Lsym", "cost_at", "cost_from_layout", "order"]
@@ -87,7 +87,7 @@ def _direct(b: _Builder, seg: _SegmentWork) -> torch.Tensor:
     return out
 
 
-def _mixed_direct(pred: Any, q: Order, k: Order, cq: torch.Tensor, ck: torch.Tensor, values: dict[str, torch.Tensor], env: dict[str, Any], out: torch.Tensor) -> None:
+def _mixed_direct(pred: Fn, q: Order, k: Order, cq: torch.Tensor, ck: torch.Tensor, values: dict[str, torch.Tensor], env: dict[str, Any], out: torch.Tensor) -> None:
     """Add the direct keys of mixed tile pairs to `out`, one key column at a time: a column is judged
     over the query tile's bounds first, and only the columns it leaves mixed are evaluated per query.
     A mixed pair is typically mixed in a few columns (a stripe `j % s == s - 1`, a block edge), so

@@ -20,8 +20,8 @@ from collections.abc import Generator, Sequence
 import torch
 
 from ..runtime.attention import merge, segment_pass
+from ..runtime.ops import NEG_INF
 from ..runtime.summary import BUDGET
-from ..runtime.windows import NEG_INF
 from .schedule import PlanSchedule, RankSchedule, SummaryPart
 
 # a round: (message to each rank, elements expected from each rank, elements moved by all ranks)

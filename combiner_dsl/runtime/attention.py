@@ -13,9 +13,9 @@ import math
 import torch
 
 from .module import by_kv_group, compute_dtype
+from .ops import NEG_INF
 from .plan import PatternPlan, Plan, Segment
 from .summary import BUDGET, summary_pass
-from .windows import NEG_INF
 
 # ---------------------------------------------------------------- segment passes
 

@@ -19,6 +19,7 @@ import torch
 Value = int | bool | torch.Tensor
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # the language's integers (docs/language.md)
 MAX_LENGTH = 2**32  # the longest sequence a spec is evaluated at
+NEG_INF = float("-inf")  # logit of a masked entry: exactly zero weight beside any real logit, whatever its size
 
 
 class DomainError(ArithmeticError):

@@ -372,8 +372,9 @@ def _buckets(mem: Members, query_pool: str | None, key_pool: str | None, keys: t
     rank = torch.arange(keys.numel()) - (torch.cumsum(counts, 0) - counts)[inv]
     sizes = mem.sizes[regs]
     windows = None
-    if query_pool is not None and key_pool is not None:  # one unit per region
-        windows = window_family(mem.padded(regs, int(sizes.max())), sizes) if regs.numel() else None
+    if query_pool is not None and key_pool is not None and regs.numel():  # one unit per region
+        whole = mem.padded(regs, int(sizes.max()))
+        windows = window_family(whole, sizes)
     if windows is not None:
         bkey = torch.zeros_like(sizes)  # one bucket: the windows are read whole anyway
     elif torch.unique(sizes).numel() <= 16:
@@ -394,7 +395,7 @@ def _buckets(mem: Members, query_pool: str | None, key_pool: str | None, keys: t
         qp[rho, kap] = qpos[mine]
         kp[rho, kap] = kpos[mine]
         uids[mine] = first + rho * Ur + kap
-        members = mem.padded(regs[sel], S)
+        members = whole if windows is not None else mem.padded(regs[sel], S)  # (windows: one bucket of every region)
         out.append(Bucket(
             members, sizes[sel], qp, kp, query_pool, key_pool, first,
             member_run=arithmetic_run(members),

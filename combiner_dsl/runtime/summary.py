@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
+from .ops import NEG_INF
 from .plan import Bucket, Plan
-from .windows import NEG_INF, window_summaries
+from .windows import window_summaries
 
 BUDGET = 1 << 20  # floats in the largest intermediate of one chunk: small enough to stay in cache
-
 
 
 def _spans(n: int, per_item: int) -> list[tuple[int, int]]:

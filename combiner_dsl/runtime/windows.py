@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-NEG_INF = float("-inf")  # logit of a masked entry: exactly zero weight beside any real logit, whatever its size
+from .ops import NEG_INF
 
 
 @dataclass(frozen=True)
