@@ -8,7 +8,6 @@ all-to-all collectives with autograd.
 from __future__ import annotations
 
 import os
-import socket
 from functools import cache
 from pathlib import Path
 
@@ -134,17 +133,12 @@ def test_wrapper_errors_are_plain() -> None:
 # ---------------------------------------------------------------- gloo processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _worker(rank: int, W: int, port: int) -> None:
+def _worker(rank: int, W: int, rendezvous: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=W)
+    # a file store: no port is picked, freed and raced for between the parent and the ranks
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=W)
     try:
         for name in SPECS:
             for L in (124, 4 * 31 - 1):  # 123: W does not divide it, the last chunk is padded
@@ -164,8 +158,8 @@ def _worker(rank: int, W: int, port: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("W", [2, 4])
-def test_gloo_ranks_equal_one_process(W: int) -> None:
+def test_gloo_ranks_equal_one_process(W: int, tmp_path: Path) -> None:
     import torch.multiprocessing as mp
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_worker, args=(W, _free_port()), nprocs=W, join=True)
+    mp.spawn(_worker, args=(W, str(tmp_path / "rendezvous")), nprocs=W, join=True)
